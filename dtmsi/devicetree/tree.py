@@ -1,0 +1,141 @@
+"""An in-memory device tree: what the DTS and DTB writers print.
+
+This is the layer between dtmsi's resolved model and the two output formats.
+It knows nothing about PCI or MSI; it holds nodes, properties and typed
+property values, keeping enough type information (cells vs strings vs bytes,
+phandle references by label or path) for the DTS to read like hand-written
+source and for the DTB writer to match ``dtc -I dts -O dtb`` byte for byte.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A phandle reference: ``&label`` or ``&{/path}``.
+
+    ``target`` is a label when it does not start with ``/``, else a full path.
+    """
+
+    target: str
+
+    @property
+    def is_path(self) -> bool:
+        return self.target.startswith("/")
+
+
+Cell = int | Ref
+
+
+@dataclass(frozen=True)
+class Cells:
+    """``<a b &c>``: a list of 32-bit cells (or 8/16/64 with ``/bits/``)."""
+
+    values: tuple[Cell, ...]
+    bits: int = 32
+
+
+@dataclass(frozen=True)
+class Str:
+    """One NUL-terminated string: ``"text"``."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Bytes:
+    """``[00 11 22]``: raw bytes."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class PathRef:
+    """A reference used as a value, not inside cells: ``&label`` -> path string."""
+
+    target: str
+
+
+Chunk = Cells | Str | Bytes | PathRef
+
+
+@dataclass
+class Property:
+    """A property; an empty ``chunks`` tuple is a boolean (``name;``)."""
+
+    name: str
+    chunks: tuple[Chunk, ...] = ()
+    comment: str | None = None
+    # Comments for individual Cells chunks, printed after each one on its
+    # own line when the property spans several lines (e.g. ranges rows).
+    chunk_comments: tuple[str | None, ...] = ()
+    labels: tuple[str, ...] = ()
+
+
+@dataclass
+class Node:
+    """A node. ``name`` includes the unit address (``pci@1,0``); root is ``""``."""
+
+    name: str
+    properties: list[Property] = field(default_factory=list)
+    children: list[Node] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    comment: str | None = None
+
+    def prop(self, name: str) -> Property | None:
+        for p in self.properties:
+            if p.name == name:
+                return p
+        return None
+
+    def child(self, name: str) -> Node | None:
+        for c in self.children:
+            if c.name == name:
+                return c
+        return None
+
+    def set(self, name: str, *chunks: Chunk, comment: str | None = None) -> Property:
+        """Add or replace a property, keeping its position when replacing."""
+        new = Property(name, tuple(chunks), comment)
+        for i, p in enumerate(self.properties):
+            if p.name == name:
+                new.labels = p.labels
+                self.properties[i] = new
+                return new
+        self.properties.append(new)
+        return new
+
+    def add_child(self, node: Node) -> Node:
+        self.children.append(node)
+        return node
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A ``/memreserve/ address size;`` entry."""
+
+    address: int
+    size: int
+
+
+@dataclass
+class Tree:
+    root: Node = field(default_factory=lambda: Node(""))
+    reservations: list[Reservation] = field(default_factory=list)
+    boot_cpuid_phys: int = 0
+    # Free text printed at the top of the DTS (provenance), never in the DTB.
+    header_comment: str | None = None
+
+
+def cells(*values: Cell, bits: int = 32) -> Cells:
+    return Cells(tuple(values), bits)
+
+
+def u32(value: int) -> Cells:
+    return Cells((value,))
+
+
+def string(text: str) -> Str:
+    return Str(text)
