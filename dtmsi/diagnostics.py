@@ -1,0 +1,129 @@
+"""Diagnostics: what a phase reports, and how it is printed (gcc-like text or JSON)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+
+from dtmsi.codes import Code
+from dtmsi.source import Span
+
+
+class Severity(Enum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Note:
+    message: str
+    span: Span | None = None
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    code: Code
+    message: str
+    span: Span
+    notes: tuple[Note, ...] = ()
+    hint: str | None = None
+
+    @property
+    def severity(self) -> Severity:
+        return Severity.ERROR if self.code.is_error else Severity.WARNING
+
+    def sort_key(self) -> tuple[str, int, str]:
+        return (self.span.file.name, self.span.start, self.code.id)
+
+
+@dataclass
+class DiagnosticSink:
+    """Collects every diagnostic of a run; phases ask it whether to go on."""
+
+    items: list[Diagnostic] = field(default_factory=list)
+    # Warnings promoted to errors (--werror) or silenced (-W no-CODE).
+    werror: bool = False
+    silenced: frozenset[str] = frozenset()
+
+    def report(
+        self,
+        code: Code,
+        span: Span,
+        message: str,
+        *,
+        notes: tuple[Note, ...] = (),
+        hint: str | None = None,
+    ) -> None:
+        if code.id in self.silenced and not code.is_error:
+            return
+        self.items.append(Diagnostic(code, message, span, notes, hint))
+
+    @property
+    def error_count(self) -> int:
+        return sum(1 for d in self.items if d.code.is_error or self.werror)
+
+    @property
+    def has_errors(self) -> bool:
+        return self.error_count > 0
+
+    def __iter__(self) -> Iterator[Diagnostic]:
+        return iter(sorted(self.items, key=Diagnostic.sort_key))
+
+
+def render_text(diag: Diagnostic, *, werror: bool = False, color: bool = False) -> str:
+    sev = "error" if diag.code.is_error or werror else "warning"
+    bold, red, magenta, cyan, green, reset = (
+        ("\033[1m", "\033[31m", "\033[35m", "\033[36m", "\033[32m", "\033[0m")
+        if color
+        else ("", "", "", "", "", "")
+    )
+    sev_color = red if sev == "error" else magenta
+    lines = [
+        f"{bold}{diag.span.location()}: {sev_color}{sev}[{diag.code.id}]{reset}{bold}: "
+        f"{diag.message}{reset}"
+    ]
+    if diag.span.file.text:
+        text, carets = diag.span.snippet()
+        lines.append(f"    {text}")
+        lines.append(f"    {green}{carets}{reset}")
+    for note in diag.notes:
+        where = f"{note.span.location()}: " if note.span and note.span.file.text else ""
+        lines.append(f"{where}{cyan}note:{reset} {note.message}")
+        if note.span and note.span.file.text:
+            text, carets = note.span.snippet()
+            lines.append(f"    {text}")
+            lines.append(f"    {green}{carets}{reset}")
+    if diag.hint:
+        lines.append(f"{cyan}hint:{reset} {diag.hint}")
+    return "\n".join(lines)
+
+
+def to_json(diags: list[Diagnostic], *, werror: bool = False) -> str:
+    def span_obj(span: Span) -> dict[str, object]:
+        line, col = span.file.line_col(span.start)
+        end_line, end_col = span.file.line_col(span.end)
+        return {
+            "file": span.file.name,
+            "line": line,
+            "column": col,
+            "end_line": end_line,
+            "end_column": end_col,
+        }
+
+    out = [
+        {
+            "severity": "error" if d.code.is_error or werror else "warning",
+            "code": d.code.id,
+            "message": d.message,
+            "span": span_obj(d.span),
+            "notes": [
+                {"message": n.message, "span": span_obj(n.span) if n.span else None}
+                for n in d.notes
+            ],
+            "hint": d.hint,
+        }
+        for d in diags
+    ]
+    return json.dumps({"diagnostics": out}, indent=2, sort_keys=True)

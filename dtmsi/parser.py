@@ -1,0 +1,426 @@
+"""Text -> syntax tree, with Lark's LALR parser and an inline transformer.
+
+The transformer runs while parsing (no intermediate parse tree), which keeps
+large flat topologies fast. Lark stops here: nothing above this module
+imports it.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any
+
+from dtmsi import syntax as s
+from dtmsi.resources import grammar_text
+from dtmsi.source import SourceFile, Span
+
+_SUFFIX = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", '"': '"', "\\": "\\"}
+_ESCAPE_RE = re.compile(r"\\(x[0-9a-fA-F]{2}|.)")
+
+
+class ParseError(Exception):
+    """A syntax error with the offending span and what was expected."""
+
+    def __init__(self, message: str, span: Span, hint: str | None = None, code: str = "E101"):
+        super().__init__(message)
+        self.message = message
+        self.span = span
+        self.hint = hint
+        self.code = code
+
+
+def parse_int(text: str) -> int:
+    text = text.replace("_", "")
+    mult = 1
+    if text[-1] in _SUFFIX:
+        mult = _SUFFIX[text[-1]]
+        text = text[:-1]
+    if text[:2] in ("0x", "0X"):
+        return int(text[2:], 16) * mult
+    if text[:2] in ("0b", "0B"):
+        return int(text[2:], 2) * mult
+    return int(text, 10) * mult
+
+
+def unescape(body: str) -> str:
+    def sub(m: re.Match[str]) -> str:
+        e = m.group(1)
+        if e[0] == "x":
+            return chr(int(e[1:], 16))
+        return _ESCAPES.get(e, e)
+
+    return _ESCAPE_RE.sub(sub, body)
+
+
+# The token pattern mirrors grammars/dtmsi.lark terminal for terminal (a test
+# checks both parsers agree). Alternatives are ordered longest-first where
+# they share a prefix (".." and ".*" before ".", "->" before "-").
+_TOKEN_RE = re.compile(
+    r"""(?P<_ws>[ \t\r\n\f]+)
+    |(?P<_lc>//[^\n]*)
+    |(?P<_bc>/\*(?:.|\n)*?\*/)
+    |(?P<DEVFN>[0-9][0-9a-fA-F]?\.[0-9a-fA-F]{1,2}(?![0-9a-fA-FxX_.]))
+    |(?P<IDPAIR>[0-9a-fA-F]{4}:[0-9a-fA-F]{4}(?![0-9a-fA-F]))
+    |(?P<NUMBER>0[xX][0-9a-fA-F](?:_?[0-9a-fA-F])*|0[bB][01](?:_?[01])*|[0-9](?:_?[0-9])*[KMGT]?)
+    |(?P<WORD>[A-Za-z_][A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)*)
+    |(?P<STRING>"(?:[^"\\\n]|\\.)*")
+    |(?P<DOTDOT>\.\.)|(?P<DOTSTAR>\.\*)|(?P<DOT>\.)
+    |(?P<ARROW>->)|(?P<SHL><<)|(?P<SHR>>>)
+    |(?P<SEMI>;)|(?P<LBRACE>\{)|(?P<RBRACE>\})|(?P<LBRACKET>\[)|(?P<RBRACKET>\])
+    |(?P<LPAR>\()|(?P<RPAR>\))|(?P<AT>@)|(?P<COMMA>,)|(?P<EQUALS>=)
+    |(?P<PLUS>\+)|(?P<MINUS>-)|(?P<STAR>\*)|(?P<SLASH>/)|(?P<PERCENT>%)
+    |(?P<AMP>&)|(?P<PIPE>\|)|(?P<CARET>\^)|(?P<TILDE>~)""",
+    re.VERBOSE,
+)
+
+# Binary operators by precedence level (low to high), as in the grammar.
+_BINARY: dict[str, tuple[int, str]] = {
+    "PIPE": (1, "|"),
+    "CARET": (2, "^"),
+    "AMP": (3, "&"),
+    "SHL": (4, "<<"),
+    "SHR": (4, ">>"),
+    "PLUS": (5, "+"),
+    "MINUS": (5, "-"),
+    "STAR": (6, "*"),
+    "SLASH": (6, "/"),
+    "PERCENT": (6, "%"),
+}
+_PUNCT_ARGS = frozenset({"AT", "ARROW", "COMMA", "EQUALS", "DOTSTAR"})
+_EXPR_START = frozenset({"NUMBER", "WORD", "LPAR", "MINUS", "TILDE"})
+
+
+class _Syntax(Exception):
+    """Raised by the fast parser; the Lark parser then words the error."""
+
+    def __init__(self, pos: int) -> None:
+        self.pos = pos
+
+
+def _tokenize(file: SourceFile) -> list[tuple[str, str, int, int]]:
+    text = file.text
+    out: list[tuple[str, str, int, int]] = []
+    append = out.append
+    pos = 0
+    n = len(text)
+    match = _TOKEN_RE.match
+    while pos < n:
+        m = match(text, pos)
+        if m is None:
+            raise _lexical_error(file, pos)
+        kind = m.lastgroup
+        end = m.end()
+        if kind is not None and kind[0] != "_":
+            append((kind, m.group(), pos, end))
+        pos = end
+    append(("$END", "", n, n))
+    return out
+
+
+def _lexical_error(file: SourceFile, pos: int) -> ParseError:
+    text = file.text
+    if text.startswith("/*", pos):
+        return ParseError(
+            "unterminated comment", Span(file, pos, pos + 2), "close it with '*/'", "E102"
+        )
+    if text.startswith('"', pos):
+        return ParseError(
+            "unterminated string",
+            Span(file, pos, pos + 1),
+            "a string ends with '\"' on the line it starts on",
+            "E102",
+        )
+    return ParseError(f"unexpected character {text[pos]!r}", Span(file, pos, pos + 1))
+
+
+class _FastParser:
+    """Recursive descent over the grammar in grammars/dtmsi.lark.
+
+    Lark's LALR parser is the reference (and words every syntax error), but
+    costs ~7 us a token in CPython; this one ~1 us, which the 10k/100k-function
+    budgets need. tests/test_parser_equivalence.py holds the two together.
+    """
+
+    def __init__(self, file: SourceFile) -> None:
+        self.file = file
+        self.toks = _tokenize(file)
+        self.i = 0
+
+    def span(self, start: int, end: int) -> Span:
+        return Span(self.file, start, end)
+
+    def parse(self) -> list[s.Stmt]:
+        stmts = self.stmts()
+        if self.toks[self.i][0] != "$END":
+            raise _Syntax(self.toks[self.i][2])
+        return stmts
+
+    def stmts(self) -> list[s.Stmt]:
+        out: list[s.Stmt] = []
+        toks = self.toks
+        while toks[self.i][0] == "WORD":
+            out.append(self.stmt())
+        return out
+
+    def stmt(self) -> s.Stmt:
+        toks = self.toks
+        kind, word, start, end = toks[self.i]
+        self.i += 1
+        args: list[s.Arg] = []
+        while True:
+            k = toks[self.i][0]
+            if k == "SEMI":
+                stmt_end = toks[self.i][3]
+                self.i += 1
+                return s.Stmt(word, self.span(start, end), tuple(args), None, self.span(start, stmt_end))
+            if k == "LBRACE":
+                self.i += 1
+                body = self.stmts()
+                if toks[self.i][0] != "RBRACE":
+                    raise _Syntax(toks[self.i][2])
+                stmt_end = toks[self.i][3]
+                self.i += 1
+                return s.Stmt(
+                    word, self.span(start, end), tuple(args), tuple(body), self.span(start, stmt_end)
+                )
+            args.append(self.arg())
+
+    def arg(self) -> s.Arg:
+        toks = self.toks
+        k, text, start, end = toks[self.i]
+        if k in _EXPR_START:
+            e = self.expr(0)
+            if toks[self.i][0] == "DOTDOT":
+                self.i += 1
+                hi = self.expr(0)
+                return s.RangeArg(e, hi, self.span(e.span.start, hi.span.end))
+            return e
+        self.i += 1
+        if k in _PUNCT_ARGS:
+            return s.Punct(text, self.span(start, end))
+        if k == "STRING":
+            return s.StrArg(unescape(text[1:-1]), self.span(start, end))
+        if k == "DEVFN":
+            dev, fn = text.split(".")
+            return s.DevFnArg(int(dev, 16), int(fn, 16), self.span(start, end))
+        if k == "IDPAIR":
+            ven, did = text.split(":")
+            return s.IdPairArg(int(ven, 16), int(did, 16), self.span(start, end))
+        if k == "LBRACKET":
+            lo = self.expr(0)
+            hi: s.Expr | None = None
+            if toks[self.i][0] == "DOTDOT":
+                self.i += 1
+                hi = self.expr(0)
+            if toks[self.i][0] != "RBRACKET":
+                raise _Syntax(toks[self.i][2])
+            close = toks[self.i][3]
+            self.i += 1
+            return s.IndexArg(lo, hi, self.span(start, close))
+        raise _Syntax(start)
+
+    def expr(self, min_level: int) -> s.Expr:
+        left = self.unary()
+        toks = self.toks
+        while True:
+            op = _BINARY.get(toks[self.i][0])
+            if op is None or op[0] <= min_level:
+                return left
+            self.i += 1
+            right = self.expr(op[0])
+            left = s.BinOp(op[1], left, right, self.span(left.span.start, right.span.end))
+
+    def unary(self) -> s.Expr:
+        toks = self.toks
+        k, text, start, end = toks[self.i]
+        self.i += 1
+        if k == "NUMBER":
+            return s.Num(parse_int(text), self.span(start, end))
+        if k == "WORD":
+            parts = [text]
+            while toks[self.i][0] == "DOT" and toks[self.i + 1][0] == "WORD":
+                parts.append(toks[self.i + 1][1])
+                end = toks[self.i + 1][3]
+                self.i += 2
+            if toks[self.i][0] == "DOT":
+                raise _Syntax(toks[self.i][2])
+            return s.Name(tuple(parts), self.span(start, end))
+        if k == "LPAR":
+            inner = self.expr(0)
+            if toks[self.i][0] != "RPAR":
+                raise _Syntax(toks[self.i][2])
+            close = toks[self.i][3]
+            self.i += 1
+            return s.Paren(inner, self.span(start, close))
+        if k == "MINUS" or k == "TILDE":
+            operand = self.unary()
+            return s.UnOp(text, operand, self.span(start, operand.span.end))
+        raise _Syntax(start)
+
+
+@functools.cache
+def _lark() -> Any:
+    import lark  # local import: only syntax errors and tests pay for it
+
+    return lark.Lark(grammar_text("dtmsi.lark"), parser="lalr", lexer="contextual")
+
+
+def parse_with_lark(file: SourceFile) -> list[s.Stmt]:
+    """The reference parser: Lark LALR over grammars/dtmsi.lark."""
+    tree: Any = _lark().parse(file.text)
+    result: list[s.Stmt] = _make_transformer(file).transform(tree)
+    return result
+
+
+def _make_transformer(file: SourceFile) -> Any:
+    import lark
+
+    def sp(start: int, end: int) -> Span:
+        return Span(file, start, end)
+
+    def tsp(tok: Any) -> Span:
+        return Span(file, tok.start_pos, tok.end_pos)
+
+    def binop(op: str) -> Any:
+        def f(self: Any, c: list[Any]) -> s.BinOp:
+            left, right = c[0], c[-1]
+            return s.BinOp(op, left, right, sp(left.span.start, right.span.end))
+
+        return f
+
+    class T(lark.Transformer):  # type: ignore[misc]
+        def start(self, c: list[s.Stmt]) -> list[s.Stmt]:
+            return c
+
+        def stmt(self, c: list[Any]) -> s.Stmt:
+            word = c[0]
+            last = c[-1]
+            if isinstance(last, tuple):  # block: (stmts, end offset)
+                body: tuple[s.Stmt, ...] | None = last[0]
+                end = last[1]
+                args = c[1:-1]
+            else:
+                body = None
+                end = last.end_pos
+                args = c[1:-1]
+            return s.Stmt(str(word), tsp(word), tuple(args), body, sp(word.start_pos, end))
+
+        def block(self, c: list[Any]) -> tuple[tuple[s.Stmt, ...], int]:
+            return tuple(c[1:-1]), c[-1].end_pos
+
+        def number(self, c: list[Any]) -> s.Num:
+            return s.Num(parse_int(str(c[0])), tsp(c[0]))
+
+        def name(self, c: list[Any]) -> s.Name:
+            return s.Name(tuple(str(t) for t in c), sp(c[0].start_pos, c[-1].end_pos))
+
+        def paren(self, c: list[Any]) -> s.Paren:
+            return s.Paren(c[1], sp(c[0].start_pos, c[2].end_pos))
+
+        def neg(self, c: list[Any]) -> s.UnOp:
+            return s.UnOp("-", c[-1], sp(c[0].start_pos, c[-1].span.end))
+
+        def bnot(self, c: list[Any]) -> s.UnOp:
+            return s.UnOp("~", c[-1], sp(c[-1].span.start - 1, c[-1].span.end))
+
+        add = binop("+")
+        sub = binop("-")
+        mul = binop("*")
+        div = binop("/")
+        mod = binop("%")
+        shl = binop("<<")
+        shr = binop(">>")
+        band = binop("&")
+        bor = binop("|")
+        bxor = binop("^")
+
+        def range(self, c: list[Any]) -> s.RangeArg:
+            return s.RangeArg(c[0], c[2], sp(c[0].span.start, c[2].span.end))
+
+        def string(self, c: list[Any]) -> s.StrArg:
+            return s.StrArg(unescape(str(c[0])[1:-1]), tsp(c[0]))
+
+        def devfn(self, c: list[Any]) -> s.DevFnArg:
+            dev, fn = str(c[0]).split(".")
+            return s.DevFnArg(int(dev, 16), int(fn, 16), tsp(c[0]))
+
+        def idpair(self, c: list[Any]) -> s.IdPairArg:
+            ven, dev = str(c[0]).split(":")
+            return s.IdPairArg(int(ven, 16), int(dev, 16), tsp(c[0]))
+
+        def punct(self, c: list[Any]) -> s.Punct:
+            return s.Punct(str(c[0]), tsp(c[0]))
+
+        def index(self, c: list[Any]) -> s.IndexArg:
+            return s.IndexArg(c[1], None, sp(c[0].start_pos, c[-1].end_pos))
+
+        def index_range(self, c: list[Any]) -> s.IndexArg:
+            return s.IndexArg(c[1], c[3], sp(c[0].start_pos, c[-1].end_pos))
+
+    return T()
+
+
+_TOKEN_NAMES = {
+    "SEMI": "';'",
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "WORD": "a word",
+    "NUMBER": "a number",
+    "STRING": "a string",
+    "DEVFN": "dev.fn",
+    "IDPAIR": "vendor:device",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "LBRACKET": "'['",
+    "RBRACKET": "']'",
+    "DOTDOT": "'..'",
+    "$END": "end of file",
+}
+
+
+def _expected(names: set[str]) -> str:
+    shown = sorted({_TOKEN_NAMES[n] for n in names if n in _TOKEN_NAMES})
+    if not shown:
+        return ""
+    if len(shown) > 4:
+        shown = [x for x in shown if x in ("';'", "'{'", "'}'")] or shown[:4]
+    return ", expected " + " or ".join(shown)
+
+
+def parse(file: SourceFile) -> list[s.Stmt]:
+    """Parse one file; raises ParseError on the first syntax error."""
+    try:
+        return _FastParser(file).parse()
+    except (_Syntax, RecursionError) as fast_error:
+        pos = fast_error.pos if isinstance(fast_error, _Syntax) else 0
+    _explain_with_lark(file)
+    # Lark accepted what the fast parser refused: a bug, but still no traceback.
+    raise ParseError("syntax error", Span(file, pos, min(pos + 1, len(file.text))))
+
+
+def _explain_with_lark(file: SourceFile) -> None:
+    """Re-parse with the LALR reference parser and raise its wording of the error."""
+    from lark import exceptions as lx
+
+    try:
+        _lark().parse(file.text)
+    except lx.UnexpectedCharacters as e:
+        raise _lexical_error(file, e.pos_in_stream) from None
+    except lx.UnexpectedToken as e:
+        tok = e.token
+        if tok.type == "$END":
+            end = len(file.text)
+            raise ParseError(
+                "unexpected end of file" + _expected(set(e.expected)),
+                Span(file, max(0, end - 1), end),
+                "a '{' block is not closed" if "RBRACE" in e.expected else None,
+            ) from None
+        span = Span(file, tok.start_pos, tok.end_pos)
+        hint = None
+        if tok.type in ("WORD", "RBRACE") and "SEMI" in e.expected:
+            hint = "the statement before it may be missing its ';'"
+        raise ParseError(
+            f"unexpected {str(tok)!r}" + _expected(set(e.expected)), span, hint
+        ) from None

@@ -1,0 +1,198 @@
+#!/bin/sh
+# /init of the dtmsi test guest (busybox sh, PID 1).
+#
+# Loads the driver of every PCI function, makes every device raise interrupts,
+# waits until the set of MSI vectors is stable and each bound endpoint has
+# delivered interrupts (or a time limit passes), prints a machine-readable
+# report on the console between @@DTMSI-REPORT-BEGIN and @@DTMSI-REPORT-END,
+# and powers the machine off.  tests/linux/guest.py builds the initramfs and
+# parses the report; keep the two in step (REPORT_FORMAT there).
+#
+# Kernel command line options read here:
+#   dtmsi.settle=S   give up waiting for interrupts after S seconds (default 8)
+#   dtmsi.stable=S   the vector set must stay unchanged this long (default 1)
+
+/bin/busybox --install -s
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mkdir -p /tmp /run
+
+settle=8
+stable_need=1
+for arg in $(cat /proc/cmdline); do
+	case "$arg" in
+	dtmsi.settle=*) settle=${arg#*=} ;;
+	dtmsi.stable=*) stable_need=${arg#*=} ;;
+	esac
+done
+
+echo "@@DTMSI stage=modprobe uptime=$(cut -d' ' -f1 /proc/uptime)"
+for f in /sys/bus/pci/devices/*/modalias; do
+	[ -r "$f" ] || continue
+	modprobe -q "$(cat "$f")" 2>/dev/null
+done
+
+# Network interfaces: link up (virtio-net: config + rx refill; e1000e: link
+# state change on the "other" vector and its 2 s watchdog's software
+# interrupt), an address and some broadcast traffic so that transmit
+# completions raise interrupts too.
+echo "@@DTMSI stage=netup uptime=$(cut -d' ' -f1 /proc/uptime)"
+ip link set lo up
+n=0
+for d in /sys/class/net/*; do
+	ifc=${d##*/}
+	[ "$ifc" = lo ] && continue
+	[ -e "$d/device" ] || continue
+	n=$((n + 1))
+	ip link set "$ifc" up
+	ip addr add "10.99.$n.2/24" dev "$ifc" 2>/dev/null
+done
+for d in /sys/class/net/*; do
+	ifc=${d##*/}
+	[ "$ifc" = lo ] && continue
+	[ -e "$d/device" ] || continue
+	arping -q -c 2 -w 2 -I "$ifc" 10.99.250.1 >/dev/null 2>&1 &
+done
+
+irq_count() {
+	c=0
+	if [ -r "/sys/kernel/irq/$1/per_cpu_count" ]; then
+		for v in $(tr ',' ' ' <"/sys/kernel/irq/$1/per_cpu_count"); do
+			c=$((c + v))
+		done
+	fi
+	echo "$c"
+}
+
+# Interrupts delivered to one function: its MSI/MSI-X vectors, else its INTx line.
+fn_delivered() {
+	total=0
+	found=0
+	for m in "$1"/msi_irqs/*; do
+		[ -e "$m" ] || continue
+		found=1
+		total=$((total + $(irq_count "${m##*/}")))
+	done
+	if [ "$found" = 0 ]; then
+		i=$(cat "$1/irq")
+		[ "$i" != 0 ] && total=$(irq_count "$i")
+	fi
+	echo "$total"
+}
+
+signature() {
+	for d in /sys/bus/pci/devices/*; do
+		drv=-
+		[ -e "$d/driver" ] && drv=$(readlink "$d/driver")
+		echo "${d##*/} ${drv##*/} $(ls "$d/msi_irqs" 2>/dev/null | tr '\n' ' ')"
+	done
+}
+
+# Every function with a driver that is not a bridge (class 0x06xxxx) has
+# delivered at least one interrupt.
+all_delivered() {
+	for d in /sys/bus/pci/devices/*; do
+		[ -e "$d/driver" ] || continue
+		case "$(cat "$d/class")" in 0x06*) continue ;; esac
+		[ "$(fn_delivered "$d")" -gt 0 ] || return 1
+	done
+	return 0
+}
+
+echo "@@DTMSI stage=settle uptime=$(cut -d' ' -f1 /proc/uptime)"
+prev=
+same=0
+ticks=0
+limit=$((settle * 4))
+need=$((stable_need * 4))
+while [ "$ticks" -lt "$limit" ]; do
+	s=$(signature)
+	if [ "$s" = "$prev" ]; then
+		same=$((same + 1))
+	else
+		same=0
+		prev=$s
+	fi
+	if [ "$same" -ge "$need" ] && all_delivered; then
+		break
+	fi
+	sleep 0.25
+	ticks=$((ticks + 1))
+done
+settled=yes
+[ "$ticks" -ge "$limit" ] && settled=no
+
+cfg_byte() {
+	od -An -tu1 -j "$2" -N1 "$1/config" | tr -d ' '
+}
+
+# MSI-X table entries in use (needs iomem=relaxed for devmem).
+msix_table() {
+	d=$1
+	nvec=$2
+	ptr=$(cfg_byte "$d" 52)
+	guard=0
+	while [ -n "$ptr" ] && [ "$ptr" != 0 ] && [ "$guard" -lt 48 ]; do
+		id=$(cfg_byte "$d" "$ptr")
+		if [ "$id" = 17 ]; then
+			tbl=$(od -An -tu4 -j $((ptr + 4)) -N4 "$d/config" | tr -d ' ')
+			bir=$((tbl & 7))
+			off=$((tbl & ~7))
+			start=$(sed -n "$((bir + 1))p" "$d/resource" | cut -d' ' -f1)
+			base=$((start + off))
+			e=0
+			while [ "$e" -lt "$nvec" ]; do
+				a=$((base + 16 * e))
+				echo "msixent ${d##*/} $e $(devmem $a 32) $(devmem $((a + 4)) 32)" \
+					"$(devmem $((a + 8)) 32) $(devmem $((a + 12)) 32)"
+				e=$((e + 1))
+			done
+			return
+		fi
+		ptr=$(cfg_byte "$d" $((ptr + 1)))
+		guard=$((guard + 1))
+	done
+}
+
+# Quiet the console so that kernel messages cannot interleave with the report;
+# the whole kernel log is in the report (dmesg section).
+echo 1 >/proc/sys/kernel/printk
+echo "@@DTMSI-REPORT-BEGIN 1"
+echo "uname $(uname -r)"
+echo "uptime $(cut -d' ' -f1 /proc/uptime)"
+echo "settled $settled"
+for d in /sys/bus/pci/devices/*; do
+	bdf=${d##*/}
+	drv=-
+	[ -e "$d/driver" ] && drv=$(readlink "$d/driver") && drv=${drv##*/}
+	echo "fn $bdf vendor=$(cat "$d/vendor") device=$(cat "$d/device")" \
+		"class=$(cat "$d/class") driver=$drv irq=$(cat "$d/irq")" \
+		"subsystem_vendor=$(cat "$d/subsystem_vendor") subsystem_device=$(cat "$d/subsystem_device")"
+	nvec=0
+	mode=
+	for m in "$d"/msi_irqs/*; do
+		[ -e "$m" ] || continue
+		i=${m##*/}
+		mode=$(cat "$m")
+		nvec=$((nvec + 1))
+		echo "msi $bdf $i $mode"
+	done
+	echo "cfg $bdf $(od -An -tx1 -v -N256 "$d/config" | tr -d ' \n')"
+	[ "$mode" = msix ] && msix_table "$d" "$nvec"
+done
+for k in /sys/kernel/irq/*; do
+	[ -r "$k/chip_name" ] || continue
+	echo "irq ${k##*/} chip=$(cat "$k/chip_name") hwirq=$(cat "$k/hwirq")" \
+		"type=$(cat "$k/type" 2>/dev/null) count=$(irq_count "${k##*/}")" \
+		"actions=$(cat "$k/actions" 2>/dev/null)"
+done
+echo "@@BEGIN interrupts"
+cat /proc/interrupts
+echo "@@END interrupts"
+echo "@@BEGIN dmesg"
+dmesg
+echo "@@END dmesg"
+echo "@@DTMSI-REPORT-END"
+poweroff -f
