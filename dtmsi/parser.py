@@ -112,6 +112,8 @@ def _tokenize(file: SourceFile) -> list[tuple[str, str, int, int]]:
             raise _lexical_error(file, pos)
         kind = m.lastgroup
         end = m.end()
+        if kind == "SLASH" and text.startswith("/*", pos):
+            raise _lexical_error(file, pos)
         if kind is not None and kind[0] != "_":
             append((kind, m.group(), pos, end))
         pos = end
@@ -190,6 +192,30 @@ class _FastParser:
     def arg(self) -> s.Arg:
         toks = self.toks
         k, text, start, end = toks[self.i]
+        if k == "LPAR":
+            # "(a, b)" is a tuple argument; "(a) + b" an expression.
+            self.i += 1
+            first = self.expr(0)
+            if toks[self.i][0] == "COMMA":
+                items = [first]
+                while toks[self.i][0] == "COMMA":
+                    self.i += 1
+                    items.append(self.expr(0))
+                if toks[self.i][0] != "RPAR":
+                    raise _Syntax(toks[self.i][2])
+                close = toks[self.i][3]
+                self.i += 1
+                return s.TupleArg(tuple(items), self.span(start, close))
+            if toks[self.i][0] != "RPAR":
+                raise _Syntax(toks[self.i][2])
+            close = toks[self.i][3]
+            self.i += 1
+            e = self.expr(0, s.Paren(first, self.span(start, close)))
+            if toks[self.i][0] == "DOTDOT":
+                self.i += 1
+                hi = self.expr(0)
+                return s.RangeArg(e, hi, self.span(e.span.start, hi.span.end))
+            return e
         if k in _EXPR_START:
             e = self.expr(0)
             if toks[self.i][0] == "DOTDOT":
@@ -221,8 +247,9 @@ class _FastParser:
             return s.IndexArg(lo, hi, self.span(start, close))
         raise _Syntax(start)
 
-    def expr(self, min_level: int) -> s.Expr:
-        left = self.unary()
+    def expr(self, min_level: int, left: s.Expr | None = None) -> s.Expr:
+        if left is None:
+            left = self.unary()
         toks = self.toks
         while True:
             op = _BINARY.get(toks[self.i][0])
@@ -352,6 +379,10 @@ def _make_transformer(file: SourceFile) -> Any:
 
         def punct(self, c: list[Any]) -> s.Punct:
             return s.Punct(str(c[0]), tsp(c[0]))
+
+        def tuple(self, c: list[Any]) -> s.TupleArg:
+            items = tuple(x for x in c[1:-1] if not isinstance(x, lark.Token))
+            return s.TupleArg(items, sp(c[0].start_pos, c[-1].end_pos))
 
         def index(self, c: list[Any]) -> s.IndexArg:
             return s.IndexArg(c[1], None, sp(c[0].start_pos, c[-1].end_pos))

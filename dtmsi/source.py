@@ -12,7 +12,7 @@ class SourceFile:
     """One input text. ``name`` is how diagnostics print it (as given on the command line)."""
 
     name: str
-    text: str
+    text: str = field(repr=False)
     _line_starts: list[int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -45,6 +45,9 @@ class Span(NamedTuple):
     file: SourceFile
     start: int
     end: int
+
+    def __repr__(self) -> str:
+        return f"Span({self.location()})"
 
     @property
     def line(self) -> int:

@@ -93,7 +93,15 @@ class IndexArg:
     span: Span
 
 
-Arg = Num | Name | BinOp | UnOp | Paren | RangeArg | StrArg | DevFnArg | IdPairArg | Punct | IndexArg
+@dataclass(frozen=True, slots=True)
+class TupleArg:
+    """``(a, b, ...)``: template arguments and computed ``@ (dev, fn)`` addresses."""
+
+    items: tuple[Expr, ...]
+    span: Span
+
+
+Arg = TupleArg | Num | Name | BinOp | UnOp | Paren | RangeArg | StrArg | DevFnArg | IdPairArg | Punct | IndexArg
 
 
 @dataclass(frozen=True, slots=True)

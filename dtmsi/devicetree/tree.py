@@ -9,6 +9,8 @@ source and for the DTB writer to match ``dtc -I dts -O dtb`` byte for byte.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 
@@ -139,3 +141,71 @@ def u32(value: int) -> Cells:
 
 def string(text: str) -> Str:
     return Str(text)
+
+
+class DeviceTreeError(Exception):
+    """A tree that ``dtc`` would refuse: a dangling reference, a duplicate label..."""
+
+
+# dtc's character sets (dtc checks.c NODECHARS / PROPNODECHARS, dtc-lexer.l LABEL).
+NODE_NAME_RE = re.compile(r"[a-zA-Z0-9,._+\-]*(?:@[a-zA-Z0-9,._+\-]*)?\Z")
+PROPERTY_NAME_RE = re.compile(r"[a-zA-Z0-9,._+*#?\-]+\Z")
+LABEL_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+# What ``&{...}`` may contain (dtc-lexer.l PATHCHAR).
+PATH_RE = re.compile(r"/[a-zA-Z0-9,._+*#?@/\-]*\Z")
+
+
+def iter_nodes(tree: Tree) -> Iterator[tuple[str, Node]]:
+    """Every node with its full path, in pre-order (the order dtc visits them)."""
+    stack: list[tuple[str, Node]] = [("/", tree.root)]
+    while stack:
+        path, node = stack.pop()
+        yield path, node
+        prefix = path if path == "/" else path + "/"
+        stack.extend((prefix + c.name, c) for c in reversed(node.children))
+
+
+def find_node_by_label(tree: Tree, label: str) -> Node | None:
+    """The first node in pre-order carrying ``label`` (dtc's get_node_by_label)."""
+    for _, node in iter_nodes(tree):
+        if label in node.labels:
+            return node
+    return None
+
+
+def canonical_path(path: str) -> str | None:
+    """Reduce a reference path to ``/a/b`` form the way dtc's get_node_by_path reads it.
+
+    dtc skips runs of ``/`` between components and accepts one trailing ``/``
+    ("/a/" is /a) but not more ("/a//" looks for a child named ""). None means
+    no node can match.
+    """
+    if path == "/":
+        return "/"
+    comps: list[str] = []
+    rest = path
+    while rest:
+        rest = rest.lstrip("/")
+        head, sep, rest = rest.partition("/")
+        if not head:
+            return None
+        comps.append(head)
+        if not sep:
+            break
+    return "/" + "/".join(comps)
+
+
+def find_node_by_path(tree: Tree, path: str) -> Node | None:
+    """The node at ``path`` ("/", "/cpus/cpu@0"); names must match exactly, unit address included."""
+    canon = canonical_path(path)
+    if canon is None:
+        return None
+    node = tree.root
+    for comp in canon.split("/")[1:] if canon != "/" else []:
+        for child in node.children:
+            if child.name == comp:
+                node = child
+                break
+        else:
+            return None
+    return node

@@ -1,0 +1,598 @@
+"""Write a :class:`Tree` as a flattened device tree blob (FDT v17).
+
+The bytes are exactly those of ``dtc -I dts -O dtb`` (dtc 1.6.1) on
+``render_dts(tree)``, so the DTS and DTB a compile produces always agree.
+That means copying what dtc does, not merely what the FDT format allows:
+
+* blocks in the order header, memory reservations (at 0x28), structure,
+  strings; no padding after the strings;
+* a property name is stored once, and a name that is the tail of one already
+  stored ("cells" in "#interrupt-cells") points into it (flattree.c
+  stringtable_insert takes the first match at any offset);
+* phandles come from one counter starting at 1 that skips values taken by
+  explicit ``phandle``/``linux,phandle`` properties, handed out as dtc's fixup
+  pass meets references: nodes in pre-order, properties in order, references
+  in order (checks.c fixup_phandle_references, livetree.c get_node_phandle);
+  a node that gets one this way has ``phandle = <n>`` appended after its last
+  property, unless it already has a ``phandle`` property;
+* a reference outside cells (:class:`PathRef`) becomes the target's full path;
+* labels and comments leave no trace;
+* ``boot_cpuid_phys`` is ``tree.boot_cpuid_phys`` when non-zero (``dtc -b``),
+  else dtc's guess: the ``reg`` of the first child of ``/cpus``.
+
+It is also where a tree is validated: anything dtc would refuse (a dangling
+reference, a duplicate label, a bad name or value) raises
+:class:`DeviceTreeError` listing every problem found.
+
+Speed: one pass over the tree, a few dict lookups and one ``struct.pack`` per
+property. References are resolved as they are met; the one thing a single
+pass cannot know is a reference back to a node already written, whose
+``phandle`` property must go into its (already written) property list and
+whose name string must go where dtc would have put it. The first is patched in
+place; when the second cannot be (new names were stored since that node),
+or when an explicit phandle turns up after the counter already handed its
+value out, the tree is written once more with every phandle known up front.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+from .tree import (
+    LABEL_RE,
+    NODE_NAME_RE,
+    PATH_RE,
+    PROPERTY_NAME_RE,
+    Bytes,
+    Cells,
+    DeviceTreeError,
+    Node,
+    PathRef,
+    Property,
+    Ref,
+    Str,
+    Tree,
+    canonical_path,
+    iter_nodes,
+)
+
+FDT_MAGIC = 0xD00DFEED
+FDT_BEGIN_NODE = 1
+FDT_END_NODE = 2
+FDT_PROP = 3
+FDT_NOP = 4
+FDT_END = 9
+FDT_VERSION = 17
+FDT_LAST_COMP_VERSION = 16
+_HEADER_SIZE = 40  # 10 x u32; dtc puts the reservation map right after it.
+
+_PHANDLE_NAMES = ("phandle", "linux,phandle")
+_UNRESOLVED = 0xFFFFFFFF
+
+_pack_prop_header = struct.Struct(">III").pack
+_pack_u32 = struct.Struct(">I").pack
+_END_NODE_BYTES = _pack_u32(FDT_END_NODE)
+_ROOT_BEGIN = _pack_u32(FDT_BEGIN_NODE) + b"\0\0\0\0"
+_PAD = (b"", b"\0\0\0", b"\0\0", b"\0")  # indexed by length % 4
+_BITS_CODES = {8: "B", 16: "H", 32: "I", 64: "Q"}
+
+
+class _CellPackers(dict[int, Callable[..., bytes]]):
+    """n -> packer of a whole property (token, len, nameoff, n cells) in one call."""
+
+    def __missing__(self, n: int) -> Callable[..., bytes]:
+        packer = struct.Struct(f">III{n}I").pack
+        self[n] = packer
+        return packer
+
+
+_CELL_PACKERS = _CellPackers()
+
+
+class _StringTable:
+    """The strings block, with dtc's reuse of tails of stored names.
+
+    dtc scans the whole block for each name (quadratic); a dict of every
+    suffix of every stored name gives the same first-match offset directly,
+    because suffixes are recorded in increasing offset order.
+    """
+
+    def __init__(self) -> None:
+        self.offsets: dict[str, int] = {}
+        self.blobs: list[bytes] = []
+        self.size = 0
+
+    def insert(self, name: str) -> tuple[int, bool]:
+        """(offset, whether the name had to be appended)."""
+        off = self.offsets.get(name)
+        if off is not None:
+            return off, False
+        off = self.size
+        setdefault = self.offsets.setdefault
+        for k in range(len(name) + 1):
+            setdefault(name[k:], off + k)
+        data = name.encode("ascii") + b"\0"
+        self.blobs.append(data)
+        self.size += len(data)
+        return off, True
+
+
+class _Redo(Exception):
+    """The single pass guessed wrong; write again with every phandle known."""
+
+
+class _Plan:
+    """Phandles decided before writing: explicit ones and counter-assigned ones."""
+
+    def __init__(self, explicit: dict[int, int], ref_order: list[int]) -> None:
+        self.assigned = dict(explicit)
+        self.auto: set[int] = set()
+        used = set(explicit.values())
+        counter = 1
+        for nid in ref_order:
+            if nid in self.assigned:
+                continue
+            while counter in used:
+                counter += 1
+            self.assigned[nid] = counter
+            self.auto.add(nid)
+            used.add(counter)
+
+
+class _Writer:
+    def __init__(self, tree: Tree, plan: _Plan | None) -> None:
+        self.tree = tree
+        self.plan = plan
+        self.errors: list[str] = []
+        self.strings = _StringTable()
+        # Names known valid and not special, for the fast path.
+        self.name_offsets: dict[str, int] = {}
+        self.node_begins: dict[str, bytes] = {}
+        self.string_values: dict[str, tuple[int, bytes]] = {}
+        self.parts: list[bytes] = []
+        # id(node) -> index in parts of the last piece of its property list.
+        self.last_part: dict[int, int] = {}
+        # Part index of the latest name appended to the strings block, of the
+        # one before it, and the earliest part index at which "phandle" could
+        # have been stored and give the same block (None: not stored yet).
+        self.last_new_string = 0
+        self.prev_new_string = 0
+        self.phandle_string_lo: int | None = None
+        # References.
+        self.label_nodes: dict[str, Node] = {}
+        self.labels_complete = False
+        self.prop_labels: dict[str, str] = {}
+        self.paths: dict[str, Node] | None = None
+        self.path_of: dict[int, str] = {}
+        # Phandles.
+        self.assigned: dict[int, int] = dict(plan.assigned) if plan else {}
+        self.auto: set[int] = set(plan.auto) if plan else set()
+        self.used: set[int] = set(self.assigned.values())
+        self.counter = 1
+        self.explicit: dict[int, int] = {}
+        self.explicit_owner: dict[int, Node] = {}
+        self.has_phandle_prop: set[int] = set()
+        self.ref_order: list[int] = []
+        self.pending_special: list[tuple[str, bytes, bool]] = []
+        self.redo = False
+
+    # -- errors and lookups -------------------------------------------------
+
+    def error(self, node: Node, message: str) -> None:
+        self.errors.append(f"{self.describe(node)}: {message}")
+
+    def describe(self, node: Node) -> str:
+        self.ensure_paths()
+        return self.path_of.get(id(node), node.name or "/")
+
+    def ensure_paths(self) -> None:
+        if self.paths is None:
+            self.paths = {}
+            for path, node in iter_nodes(self.tree):
+                self.paths.setdefault(path, node)
+                self.path_of[id(node)] = path
+
+    def ensure_labels(self) -> None:
+        if self.labels_complete:
+            return
+        self.labels_complete = True
+        for _, node in iter_nodes(self.tree):
+            for label in node.labels:
+                self.register_node_label(label, node)
+
+    def register_node_label(self, label: str, node: Node) -> None:
+        other = self.label_nodes.get(label)
+        if other is node:
+            return
+        if other is not None:
+            self.error(node, f"duplicate label '{label}' (also on {self.describe(other)})")
+            return
+        if label in self.prop_labels:
+            self.error(node, f"duplicate label '{label}' (also on {self.prop_labels[label]})")
+            return
+        if not LABEL_RE.match(label):
+            self.error(node, f"bad label '{label}'")
+        self.label_nodes[label] = node
+
+    def register_prop_label(self, label: str, node: Node, prop: Property) -> None:
+        where = f"property {prop.name} of {self.describe(node)}"
+        self.ensure_labels()
+        if label in self.label_nodes:
+            owner = self.describe(self.label_nodes[label])
+            self.error(node, f"duplicate label '{label}' on property {prop.name} (also on {owner})")
+        elif label in self.prop_labels:
+            other = self.prop_labels[label]
+            self.error(node, f"duplicate label '{label}' on property {prop.name} (also on {other})")
+        elif not LABEL_RE.match(label):
+            self.error(node, f"bad label '{label}' on property {prop.name}")
+        self.prop_labels[label] = where
+
+    def lookup(self, node: Node, target: str) -> Node | None:
+        if target.startswith("/"):
+            if not PATH_RE.match(target):
+                self.error(node, f"bad reference path '{target}'")
+                return None
+            self.ensure_paths()
+            assert self.paths is not None
+            canon = canonical_path(target)
+            found = self.paths.get(canon) if canon else None
+        else:
+            if not LABEL_RE.match(target):
+                self.error(node, f"bad reference label '{target}'")
+                return None
+            found = self.label_nodes.get(target)
+            if found is None and not self.labels_complete:
+                self.ensure_labels()
+                found = self.label_nodes.get(target)
+        if found is None:
+            self.error(node, f'reference to non-existent node or label "{target}"')
+        return found
+
+    # -- phandles ------------------------------------------------------------
+
+    def phandle_of(self, target: Node) -> int:
+        """livetree.c get_node_phandle, called in fixup order."""
+        tid = id(target)
+        self.ref_order.append(tid)
+        value = self.assigned.get(tid)
+        if value is not None:
+            return value
+        if self.plan is not None:
+            raise AssertionError("plan misses a referenced node")
+        counter = self.counter
+        while counter in self.used:
+            counter += 1
+        self.counter = counter
+        self.assigned[tid] = counter
+        self.auto.add(tid)
+        self.used.add(counter)
+        last = self.last_part.get(tid)
+        if last is not None and tid not in self.has_phandle_prop:
+            # A reference back to a node already written: add its property now.
+            if not self.redo:
+                off = self.phandle_name_offset(last)
+                if off is not None:
+                    self.parts[last] += _pack_prop_header(FDT_PROP, 4, off) + _pack_u32(counter)
+        return counter
+
+    def phandle_name_offset(self, node_last_part: int) -> int | None:
+        """Offset of "phandle" in the strings, valid as if stored right after the node
+        whose property list ends at ``node_last_part``; None (and a redo) if it cannot be."""
+        strings = self.strings
+        if "phandle" not in strings.offsets:
+            if self.last_new_string > node_last_part:
+                self.redo = True
+                return None
+            self.note_new_string("phandle", node_last_part)
+            return strings.insert("phandle")[0]
+        lo = self.phandle_string_lo
+        if lo is None or node_last_part < lo:
+            self.redo = True
+            return None
+        return strings.offsets["phandle"]
+
+    def note_new_string(self, name: str, index: int) -> None:
+        """Book-keeping before ``name`` is appended to the strings block at part ``index``."""
+        if self.phandle_string_lo is None:
+            if name == "phandle":
+                self.phandle_string_lo = self.last_new_string
+            elif name.endswith("phandle"):
+                self.phandle_string_lo = index
+        self.prev_new_string = self.last_new_string
+        self.last_new_string = index
+
+    def name_offset(self, name: str) -> int:
+        off, new = self.strings.insert(name)
+        if new:
+            # insert() already appended; record where, for the phandle rule.
+            index = len(self.parts)
+            if self.phandle_string_lo is None:
+                if name == "phandle":
+                    self.phandle_string_lo = self.last_new_string
+                elif name.endswith("phandle"):
+                    self.phandle_string_lo = index
+            self.prev_new_string = self.last_new_string
+            self.last_new_string = index
+        return off
+
+    def close_properties(self, node: Node) -> None:
+        """End of a node's property list: explicit phandles, then dtc's added property."""
+        nid = id(node)
+        if self.pending_special:
+            self.explicit_phandles(node)
+        if nid in self.auto and nid not in self.has_phandle_prop:
+            off = self.name_offset("phandle")
+            self.parts.append(_pack_prop_header(FDT_PROP, 4, off) + _pack_u32(self.assigned[nid]))
+        self.last_part[nid] = len(self.parts) - 1
+
+    def explicit_phandles(self, node: Node) -> None:
+        """checks.c check_explicit_phandles for the node just written."""
+        values: dict[str, int] = {}
+        for name, data, has_ref in self.pending_special:
+            if has_ref:
+                continue  # "phandle = <&self>": allocated when the reference is fixed up
+            if len(data) != 4:
+                self.error(node, f"bad length ({len(data)}) {name} property")
+                continue
+            value = int.from_bytes(data, "big")
+            if value in (0, 0xFFFFFFFF):
+                self.error(node, f"bad value ({value:#x}) in {name} property")
+                continue
+            values[name] = value
+        self.pending_special.clear()
+        if not values:
+            return
+        value = values.get("phandle", values.get("linux,phandle", 0))
+        if len(set(values.values())) > 1:
+            self.error(
+                node,
+                f"mismatching 'linux,phandle' ({values['linux,phandle']:#x}) and "
+                f"'phandle' ({values['phandle']:#x}) properties",
+            )
+        other = self.explicit_owner.get(value)
+        if other is not None:
+            self.error(node, f"duplicated phandle {value:#x} (seen before at {self.describe(other)})")
+            return
+        nid = id(node)
+        self.explicit_owner[value] = node
+        self.explicit[nid] = value
+        if self.plan is not None:
+            return
+        if nid in self.assigned or (value in self.used and value not in self.explicit_owner_values()):
+            # Referenced before its explicit value was known, or the counter
+            # already handed this value out: only a second pass gets it right.
+            self.redo = True
+        self.assigned.setdefault(nid, value)
+        self.used.add(value)
+
+    def explicit_owner_values(self) -> set[int]:
+        return {v for v, n in self.explicit_owner.items() if self.explicit.get(id(n)) == v}
+
+    # -- values --------------------------------------------------------------
+
+    def encode(self, node: Node, prop: Property) -> tuple[bytes, bool]:
+        """The property value and whether it holds a phandle reference."""
+        out: list[bytes] = []
+        has_ref = False
+        for chunk in prop.chunks:
+            kind = type(chunk)
+            if kind is Cells:
+                assert isinstance(chunk, Cells)
+                data, refs = self.encode_cells(node, prop, chunk)
+                out.append(data)
+                has_ref = has_ref or refs
+            elif kind is Str:
+                assert isinstance(chunk, Str)
+                out.append(chunk.text.encode("utf-8") + b"\0")
+            elif kind is Bytes:
+                assert isinstance(chunk, Bytes)
+                out.append(bytes(chunk.data))
+            elif kind is PathRef:
+                assert isinstance(chunk, PathRef)
+                target = self.lookup(node, chunk.target)
+                if target is not None:
+                    self.ensure_paths()
+                    out.append(self.path_of[id(target)].encode("ascii") + b"\0")
+            else:
+                self.error(node, f"property {prop.name}: not a value chunk: {chunk!r}")
+        return b"".join(out), has_ref
+
+    def encode_cells(self, node: Node, prop: Property, chunk: Cells) -> tuple[bytes, bool]:
+        bits = chunk.bits
+        code = _BITS_CODES.get(bits)
+        if code is None:
+            self.error(node, f"property {prop.name}: cells must be 8, 16, 32 or 64 bits, not {bits}")
+            return b"", False
+        values: list[int] = []
+        has_ref = False
+        for v in chunk.values:
+            if isinstance(v, Ref):
+                has_ref = True
+                if bits != 32:
+                    self.error(node, f"property {prop.name}: references need 32-bit cells")
+                    values.append(0)
+                    continue
+                target = self.lookup(node, v.target)
+                values.append(_UNRESOLVED if target is None else self.phandle_of(target))
+            elif isinstance(v, int) and 0 <= v < (1 << bits):
+                values.append(v)
+            else:
+                self.error(node, f"property {prop.name}: value {v!r} does not fit in {bits} bits")
+                values.append(0)
+        return struct.pack(f">{len(values)}{code}", *values), has_ref
+
+    # -- the walk ------------------------------------------------------------
+
+    def property(self, node: Node, prop: Property) -> None:
+        """Any property the fast path in :meth:`write_struct` does not take."""
+        name = prop.name
+        off = self.name_offsets.get(name)
+        if off is None:
+            if not PROPERTY_NAME_RE.match(name):
+                self.error(node, f"bad property name '{name}'")
+            off = self.name_offset(name)
+            if name not in _PHANDLE_NAMES:
+                self.name_offsets[name] = off
+        for label in prop.labels:
+            self.register_prop_label(label, node, prop)
+        data, has_ref = self.encode(node, prop)
+        if name in _PHANDLE_NAMES:
+            self.pending_special.append((name, data, has_ref))
+            if name == "phandle":
+                self.has_phandle_prop.add(id(node))
+        n = len(data)
+        self.parts.append(_pack_prop_header(FDT_PROP, n, off) + data + _PAD[n & 3])
+
+    def node_begin(self, node: Node) -> bytes:
+        name = node.name
+        if not name or not NODE_NAME_RE.match(name):
+            self.error(node, f"bad node name '{name}'")
+        data = name.encode("utf-8") + b"\0"
+        begin = _pack_u32(FDT_BEGIN_NODE) + data + _PAD[len(data) & 3]
+        self.node_begins[name] = begin
+        return begin
+
+    def check_duplicates(self, node: Node) -> None:
+        names = [p.name for p in node.properties]
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            self.error(node, f"duplicate property name {', '.join(dup)}")
+        children = [c.name for c in node.children]
+        if len(set(children)) != len(children):
+            dup = sorted({n for n in children if children.count(n) > 1})
+            self.error(node, f"duplicate node name {', '.join(dup)}")
+
+    def write_struct(self) -> None:
+        # Hot loop: locals for everything touched per node or property.
+        parts = self.parts
+        append = parts.append
+        name_offsets = self.name_offsets
+        node_begins = self.node_begins
+        string_values = self.string_values
+        cell_packers = _CELL_PACKERS
+        prop_header = _pack_prop_header
+        slow_property = self.property
+        close = self.close_properties
+        end_node = _END_NODE_BYTES
+        cells_type = Cells
+        str_type = Str
+        pack_error = struct.error
+
+        root = self.tree.root
+        stack = [iter((root,))]
+        while stack:
+            node = next(stack[-1], None)
+            if node is None:
+                stack.pop()
+                append(end_node)
+                continue
+            if node is root:
+                append(_ROOT_BEGIN)
+            else:
+                begin = node_begins.get(node.name)
+                append(begin if begin is not None else self.node_begin(node))
+            if node.labels:
+                for label in node.labels:
+                    self.register_node_label(label, node)
+            props = node.properties
+            for prop in props:
+                off = name_offsets.get(prop.name)
+                chunks = prop.chunks
+                if off is None or prop.labels or len(chunks) != 1:
+                    slow_property(node, prop)
+                    continue
+                chunk = chunks[0]
+                kind = type(chunk)
+                if kind is cells_type and chunk.bits == 32:  # type: ignore[union-attr]
+                    values = chunk.values  # type: ignore[union-attr]
+                    n = len(values)
+                    try:
+                        append(cell_packers[n](FDT_PROP, 4 * n, off, *values))
+                    except pack_error:
+                        slow_property(node, prop)  # references, or a bad value
+                elif kind is str_type:
+                    text = chunk.text  # type: ignore[union-attr]
+                    value = string_values.get(text)
+                    if value is None:
+                        data = text.encode("utf-8") + b"\0"
+                        value = string_values[text] = (len(data), data + _PAD[len(data) & 3])
+                    append(prop_header(FDT_PROP, value[0], off))
+                    append(value[1])
+                else:
+                    slow_property(node, prop)
+            close(node)
+            children = node.children
+            if len(props) > 1 or len(children) > 1:
+                self.check_duplicates(node)
+            stack.append(iter(children))
+        parts.pop()  # the END_NODE for the (root,) iterator itself
+        append(_pack_u32(FDT_END))
+
+    def blob(self) -> bytes:
+        tree = self.tree
+        self.ensure_labels() if self.plan is None else None
+        self.write_struct()
+        if self.errors:
+            raise DeviceTreeError("\n".join(self.errors))
+        if self.redo:
+            raise _Redo()
+        rsv = b"".join(struct.pack(">QQ", r.address, r.size) for r in tree.reservations)
+        rsv += b"\0" * 16
+        dt_struct = b"".join(self.parts)
+        dt_strings = b"".join(self.strings.blobs)
+        off_struct = _HEADER_SIZE + len(rsv)
+        off_strings = off_struct + len(dt_struct)
+        total = off_strings + len(dt_strings)
+        boot_cpu = tree.boot_cpuid_phys or self.guess_boot_cpuid()
+        header = struct.pack(
+            ">10I",
+            FDT_MAGIC,
+            total,
+            off_struct,
+            off_strings,
+            _HEADER_SIZE,
+            FDT_VERSION,
+            FDT_LAST_COMP_VERSION,
+            boot_cpu,
+            len(dt_strings),
+            len(dt_struct),
+        )
+        return header + rsv + dt_struct + dt_strings
+
+    def guess_boot_cpuid(self) -> int:
+        """livetree.c guess_boot_cpuid: ``reg`` of the first child of /cpus, if one cell.
+
+        dtc guesses while parsing, before references are fixed up, when a
+        reference still reads 0xffffffff and a path reference is empty.
+        """
+        cpus = self.tree.root.child("cpus")
+        if cpus is None or not cpus.children:
+            return 0
+        reg = cpus.children[0].prop("reg")
+        if reg is None:
+            return 0
+        data = bytearray()
+        for chunk in reg.chunks:
+            if isinstance(chunk, Cells):
+                code = _BITS_CODES.get(chunk.bits, "I")
+                values = [_UNRESOLVED if isinstance(v, Ref) else v for v in chunk.values]
+                data += struct.pack(f">{len(values)}{code}", *values)
+            elif isinstance(chunk, Str):
+                data += chunk.text.encode("utf-8") + b"\0"
+            elif isinstance(chunk, Bytes):
+                data += chunk.data
+        return int.from_bytes(data, "big") if len(data) == 4 else 0
+
+
+def render_dtb(tree: Tree) -> bytes:
+    """The tree as an FDT v17 blob, byte-identical to dtc's from ``render_dts(tree)``.
+
+    Raises :class:`DeviceTreeError` for anything dtc would refuse.
+    """
+    first = _Writer(tree, None)
+    try:
+        return first.blob()
+    except _Redo:
+        plan = _Plan(first.explicit, first.ref_order)
+        return _Writer(tree, plan).blob()

@@ -1,0 +1,184 @@
+"""Print a :class:`Tree` as device tree source that ``dtc`` reads back.
+
+The output is meant for people first: tab indentation, properties before
+subnodes, a blank line before each subnode, comments where the tree carries
+them. It is also exact: ``dtc -I dts -O dtb`` on it gives the same bytes as
+:func:`dtmsi.devicetree.dtb.render_dtb` on the same tree.
+
+Number format: cell values 0..9 print in decimal, everything else in lowercase
+hex (``0x1a``); the two agree for single digits, so nothing is ambiguous.
+Memory reservations always print in hex.
+
+This module only prints; :func:`render_dtb` is where a tree is validated
+(dangling references, duplicate labels, bad names).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from .tree import Bytes, Cell, Cells, Chunk, DeviceTreeError, Node, PathRef, Property, Ref, Str, Tree
+
+# A property with several chunks is split one chunk per line past this width
+# (tabs counted as 8 columns).
+_LONG_LINE = 100
+
+
+@cache
+def _small_numbers() -> dict[int, str]:
+    """Text of every 16-bit value: most cells are small, and a dict lookup is
+    far cheaper than formatting each one."""
+    return {v: (str(v) if v < 10 else hex(v)) for v in range(0x10000)}
+
+
+def _ref_text(target: str) -> str:
+    return "&{" + target + "}" if target.startswith("/") else "&" + target
+
+
+def _cell_text(value: Cell, bits: int) -> str:
+    if isinstance(value, Ref):
+        return _ref_text(value.target)
+    if not 0 <= value < (1 << bits):
+        raise DeviceTreeError(f"cell value {value} does not fit in {bits} bits")
+    return str(value) if value < 10 else hex(value)
+
+
+def _cells_text(chunk: Cells) -> str:
+    values = chunk.values
+    try:
+        body = " ".join(map(_small_numbers().__getitem__, values))
+    except KeyError:
+        # Large values and references: the slow, general path.
+        body = " ".join([_cell_text(v, chunk.bits) for v in values])
+    if chunk.bits != 32:
+        return f"/bits/ {chunk.bits} <{body}>"
+    return "<" + body + ">"
+
+
+# Escapes dtc's data_copy_escape_string understands; anything else outside
+# printable ASCII becomes \xNN (of its UTF-8 bytes), so the output is ASCII.
+_ESCAPES = {ord("\\"): "\\\\", ord('"'): '\\"', ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r"}
+
+
+def _string_text(text: str) -> str:
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return '"' + text + '"'
+    out = []
+    for b in text.encode("utf-8"):
+        esc = _ESCAPES.get(b)
+        if esc is not None:
+            out.append(esc)
+        elif 0x20 <= b < 0x7F:
+            out.append(chr(b))
+        else:
+            out.append(f"\\x{b:02x}")
+    return '"' + "".join(out) + '"'
+
+
+def _chunk_text(chunk: Chunk) -> str:
+    if type(chunk) is Cells:
+        return _cells_text(chunk)
+    if type(chunk) is Str:
+        return _string_text(chunk.text)
+    if type(chunk) is Bytes:
+        return "[" + chunk.data.hex(" ") + "]"
+    if type(chunk) is PathRef:
+        return _ref_text(chunk.target)
+    raise TypeError(f"not a property chunk: {chunk!r}")
+
+
+def _comment_text(text: str) -> str:
+    # "*/" would end the comment early.
+    return text.replace("*/", "* /")
+
+
+def _block_comment(text: str, indent: str) -> list[str]:
+    lines = _comment_text(text).splitlines() or [""]
+    out = [indent + "/*\n"]
+    out.extend(indent + (" * " + line if line else " *") + "\n" for line in lines)
+    out.append(indent + " */\n")
+    return out
+
+
+def _one_line(text: str | None) -> bool:
+    return text is not None and "\n" not in text
+
+
+def _labels_text(labels: tuple[str, ...] | list[str]) -> str:
+    return "".join(label + ": " for label in labels)
+
+
+def _property_lines(prop: Property, indent: str, depth: int, out: list[str]) -> None:
+    head = indent + _labels_text(prop.labels) + prop.name
+    comment = prop.comment
+    if not prop.chunks:
+        body = [head + ";"]
+    else:
+        texts = [_chunk_text(c) for c in prop.chunks]
+        chunk_comments = prop.chunk_comments
+        has_chunk_comments = any(c is not None for c in chunk_comments)
+        single = head + " = " + ", ".join(texts) + ";"
+        if len(texts) == 1 or (
+            not has_chunk_comments and len(single) + 7 * depth <= _LONG_LINE
+        ):
+            body = [single]
+        else:
+            # One chunk per line, aligned under the first, comments in a column.
+            cont = indent + " " * (len(head) - len(indent) + 3)
+            width = max(len(t) for t in texts) + 1
+            body = []
+            last = len(texts) - 1
+            for i, text in enumerate(texts):
+                line = (head + " = " if i == 0 else cont) + text + ("," if i < last else ";")
+                note = chunk_comments[i] if i < len(chunk_comments) else None
+                if note is not None:
+                    pad = " " * (width - len(text) - 1)
+                    line += pad + "\t/* " + _comment_text(note) + " */"
+                body.append(line)
+    if comment is not None:
+        if _one_line(comment) and len(body) == 1:
+            body[0] += "\t/* " + _comment_text(comment) + " */"
+        else:
+            out.extend(_block_comment(comment, indent))
+    for line in body:
+        out.append(line + "\n")
+
+
+def _node_lines(node: Node, depth: int, out: list[str]) -> None:
+    indent = "\t" * depth
+    comment = node.comment
+    if comment is not None and not _one_line(comment):
+        out.extend(_block_comment(comment, indent))
+    if depth == 0:
+        out.append("/ {")
+    else:
+        out.append(indent + _labels_text(node.labels) + node.name + " {")
+    if _one_line(comment):
+        out.append("\t/* " + _comment_text(comment or "") + " */")
+    out.append("\n")
+    inner = indent + "\t"
+    for prop in node.properties:
+        _property_lines(prop, inner, depth + 1, out)
+    first = not node.properties
+    for child in node.children:
+        if not first:
+            out.append("\n")
+        first = False
+        _node_lines(child, depth + 1, out)
+    out.append(indent + "};\n")
+
+
+def render_dts(tree: Tree) -> str:
+    """The tree as dtc-compatible source text, ending with a newline."""
+    out: list[str] = ["/dts-v1/;\n"]
+    if tree.header_comment is not None:
+        out.append("\n")
+        out.extend(_block_comment(tree.header_comment, ""))
+    if tree.reservations:
+        out.append("\n")
+        out.extend(f"/memreserve/ {r.address:#x} {r.size:#x};\n" for r in tree.reservations)
+    out.append("\n")
+    _node_lines(tree.root, 0, out)
+    # The root's labels: "label: / {" is not valid input, an override is.
+    out.extend(f"\n{label}: &{{/}} {{\n}};\n" for label in tree.root.labels)
+    return "".join(out)

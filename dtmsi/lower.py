@@ -1,0 +1,1375 @@
+"""Syntax tree -> declarations (``ast.py``): the statement schema of the language.
+
+The grammar only knows ``WORD arg* ;`` and ``WORD arg* { ... }``. This module
+says what every statement means in every block, expands ``include``,
+``const``, ``template``/``use`` and ``repeat``, evaluates integer expressions,
+and reports what does not fit with a span. It is the last stage that sees
+syntax; nothing after it imports ``syntax`` or the parser.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, NoReturn, cast
+
+from dtmsi import ast
+from dtmsi import codes as C
+from dtmsi import syntax as s
+from dtmsi.codes import Code
+from dtmsi.diagnostics import DiagnosticSink, Note
+from dtmsi.parser import ParseError, parse
+from dtmsi.source import SourceFile, Span
+
+
+class _Bad(Exception):
+    def __init__(
+        self,
+        code: Code,
+        span: Span,
+        message: str,
+        hint: str | None = None,
+        notes: tuple[Note, ...] = (),
+    ) -> None:
+        self.code, self.span, self.message, self.hint, self.notes = code, span, message, hint, notes
+
+
+def _fail(code: Code, span: Span, message: str, hint: str | None = None) -> NoReturn:
+    raise _Bad(code, span, message, hint)
+
+
+def did_you_mean(name: str, candidates: list[str] | set[str] | dict[str, object]) -> str | None:
+    close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None
+
+
+# ---------------------------------------------------------------- environments
+
+
+@dataclass
+class Env:
+    """Integer names in scope: constants, template parameters, loop variables."""
+
+    values: dict[str, int]
+    parent: Env | None = None
+
+    def lookup(self, name: str) -> int | None:
+        env: Env | None = self
+        while env is not None:
+            v = env.values.get(name)
+            if v is not None:
+                return v
+            env = env.parent
+        return None
+
+    def names(self) -> set[str]:
+        out: set[str] = set()
+        env: Env | None = self
+        while env is not None:
+            out.update(env.values)
+            env = env.parent
+        return out
+
+    def child(self, values: dict[str, int] | None = None) -> Env:
+        return Env(values or {}, self)
+
+
+@dataclass
+class Template:
+    name: str
+    params: tuple[str, ...]
+    body: tuple[s.Stmt, ...]
+    span: Span
+
+
+def evaluate(expr: s.Arg, env: Env, what: str = "a number") -> int:
+    if isinstance(expr, s.Num):
+        return expr.value
+    if isinstance(expr, s.Name):
+        if len(expr.parts) == 1:
+            v = env.lookup(expr.parts[0])
+            if v is not None:
+                return v
+            hint = did_you_mean(expr.parts[0], env.names())
+            if hint is None and re.fullmatch(r"[A-Za-z_]\w*-\w+", expr.parts[0]):
+                hint = "subtraction needs spaces around '-': write 'a - b'"
+            _fail(C.UNKNOWN_NAME, expr.span, f"unknown constant '{expr.parts[0]}'", hint)
+        _fail(C.BAD_VALUE, expr.span, f"expected {what}, found '{expr.text}'")
+    if isinstance(expr, s.Paren):
+        return evaluate(expr.inner, env, what)
+    if isinstance(expr, s.UnOp):
+        v = evaluate(expr.operand, env, what)
+        return -v if expr.op == "-" else ~v
+    if isinstance(expr, s.BinOp):
+        a = evaluate(expr.left, env, what)
+        b = evaluate(expr.right, env, what)
+        op = expr.op
+        if op == "+":
+            return a + b
+        if op == "-":
+            return a - b
+        if op == "*":
+            return a * b
+        if op in ("/", "%"):
+            if b == 0:
+                _fail(C.DIVISION_BY_ZERO, expr.right.span, "division by zero")
+            return a // b if op == "/" else a % b
+        if op == "<<":
+            if b < 0 or b > 128:
+                _fail(C.NUMBER_RANGE, expr.right.span, f"shift count {b} outside 0..128")
+            return a << b
+        if op == ">>":
+            return a >> b
+        if op == "&":
+            return a & b
+        if op == "|":
+            return a | b
+        return a ^ b
+    _fail(C.BAD_VALUE, expr.span, f"expected {what}, found {_describe(expr)}")
+
+
+def _describe(arg: s.Arg) -> str:
+    if isinstance(arg, s.StrArg):
+        return f'string "{arg.text}"'
+    if isinstance(arg, s.Punct):
+        return f"'{arg.text}'"
+    if isinstance(arg, s.DevFnArg):
+        return "a dev.fn address"
+    if isinstance(arg, s.IdPairArg):
+        return "a vendor:device pair"
+    if isinstance(arg, s.RangeArg):
+        return "a range"
+    if isinstance(arg, s.TupleArg):
+        return "a parenthesised list"
+    if isinstance(arg, s.IndexArg):
+        return "an index [..]"
+    if isinstance(arg, s.Name):
+        return f"'{arg.text}'"
+    return "an expression"
+
+
+_INTERP = re.compile(r"\{([^{}]*)\}")
+
+
+# ---------------------------------------------------------------- argument cursor
+
+
+class Args:
+    """Reads one statement's arguments left to right, reporting what it expected."""
+
+    def __init__(self, stmt: s.Stmt, env: Env) -> None:
+        self.stmt = stmt
+        self.args = stmt.args
+        self.i = 0
+        self.env = env
+
+    def peek(self) -> s.Arg | None:
+        return self.args[self.i] if self.i < len(self.args) else None
+
+    def _where(self) -> Span:
+        a = self.peek()
+        if a is not None:
+            return a.span
+        end = self.stmt.span.end
+        return Span(self.stmt.span.file, end - 1, end)
+
+    def next(self, what: str) -> s.Arg:
+        a = self.peek()
+        if a is None:
+            _fail(C.SYNTAX, self._where(), f"'{self.stmt.word}' expects {what}")
+        self.i += 1
+        return a
+
+    def peek_word(self) -> str | None:
+        a = self.peek()
+        if isinstance(a, s.Name) and len(a.parts) == 1:
+            return a.parts[0]
+        return None
+
+    def word(self, *choices: str, what: str | None = None) -> tuple[str, Span]:
+        a = self.peek()
+        if isinstance(a, s.Name) and len(a.parts) == 1 and (not choices or a.parts[0] in choices):
+            self.i += 1
+            return a.parts[0], a.span
+        listing = what or " or ".join(f"'{c}'" for c in choices)
+        if a is None:
+            _fail(C.SYNTAX, self._where(), f"'{self.stmt.word}' expects {listing}")
+        hint = None
+        if isinstance(a, s.Name) and choices:
+            hint = did_you_mean(a.text, list(choices))
+        _fail(C.SYNTAX, a.span, f"expected {listing}, found {_describe(a)}", hint)
+
+    def opt_word(self, *choices: str) -> tuple[str, Span] | None:
+        w = self.peek_word()
+        if w is not None and w in choices:
+            a = self.args[self.i]
+            self.i += 1
+            return w, a.span
+        return None
+
+    def punct(self, text: str) -> Span:
+        a = self.peek()
+        if isinstance(a, s.Punct) and a.text == text:
+            self.i += 1
+            return a.span
+        if a is None:
+            _fail(C.SYNTAX, self._where(), f"'{self.stmt.word}' expects '{text}'")
+        _fail(C.SYNTAX, a.span, f"expected '{text}', found {_describe(a)}")
+
+    def opt_punct(self, text: str) -> Span | None:
+        a = self.peek()
+        if isinstance(a, s.Punct) and a.text == text:
+            self.i += 1
+            return a.span
+        return None
+
+    def number(
+        self, what: str, lo: int | None = 0, hi: int | None = None
+    ) -> tuple[int, Span]:
+        a = self.next(what)
+        v = evaluate(a, self.env, what)
+        _check_range(v, a.span, what, lo, hi)
+        return v, a.span
+
+    def string(self, what: str) -> tuple[str, Span]:
+        a = self.next(what)
+        if not isinstance(a, s.StrArg):
+            _fail(C.SYNTAX, a.span, f"expected {what} (a string), found {_describe(a)}")
+        return a.text, a.span
+
+    def name(self, what: str) -> tuple[str, Span]:
+        """A name: a plain word or an interpolated string ``"ssd{i}"``."""
+        a = self.next(what)
+        if isinstance(a, s.Name) and len(a.parts) == 1:
+            return a.parts[0], a.span
+        if isinstance(a, s.StrArg):
+            return interpolate(a, self.env), a.span
+        _fail(C.SYNTAX, a.span, f"expected {what}, found {_describe(a)}")
+
+    def range(self, what: str, lo: int | None = 0, hi: int | None = None) -> tuple[int, int, Span]:
+        a = self.next(what)
+        if isinstance(a, s.RangeArg):
+            first = evaluate(a.lo, self.env, what)
+            last = evaluate(a.hi, self.env, what)
+            _check_range(first, a.lo.span, what, lo, hi)
+            _check_range(last, a.hi.span, what, lo, hi)
+            if last < first:
+                _fail(C.BAD_RANGE, a.span, f"range {first:#x}..{last:#x} is reversed")
+            return first, last, a.span
+        v = evaluate(a, self.env, what)
+        _check_range(v, a.span, what, lo, hi)
+        return v, v, a.span
+
+    def end(self) -> None:
+        a = self.peek()
+        if a is None:
+            return
+        hint = None
+        if a.span.line > self.stmt.word_span.line:
+            hint = f"is a ';' missing at the end of line {a.span.line - 1}?"
+        _fail(
+            C.SYNTAX,
+            a.span,
+            f"unexpected {_describe(a)} in '{self.stmt.word}' statement",
+            hint,
+        )
+
+    def at_end(self) -> bool:
+        return self.i >= len(self.args)
+
+
+def _check_range(v: int, span: Span, what: str, lo: int | None, hi: int | None) -> None:
+    if lo is not None and v < lo:
+        _fail(C.NUMBER_RANGE, span, f"{what} {v} is below {lo}")
+    if hi is not None and v > hi:
+        _fail(C.NUMBER_RANGE, span, f"{what} {v:#x} is above {hi:#x}")
+
+
+def interpolate(arg: s.StrArg, env: Env) -> str:
+    """``"ssd{i}"`` -> ``ssd3``: each ``{expr}`` is a constant or loop variable."""
+
+    def sub(m: re.Match[str]) -> str:
+        inner = m.group(1).strip()
+        fmt = ""
+        if ":" in inner:
+            inner, fmt = inner.split(":", 1)
+        v = env.lookup(inner.strip())
+        if v is None:
+            _fail(
+                C.UNKNOWN_NAME,
+                arg.span,
+                f"unknown name '{inner.strip()}' in \"{arg.text}\"",
+                did_you_mean(inner.strip(), env.names()),
+            )
+        try:
+            return format(v, fmt)
+        except ValueError:
+            _fail(C.BAD_VALUE, arg.span, f"bad format '{fmt}' in \"{arg.text}\"")
+
+    text = _INTERP.sub(sub, arg.text)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(-[A-Za-z0-9_]+)*", text):
+        _fail(C.BAD_VALUE, arg.span, f"'{text}' is not a valid name")
+    return text
+
+
+def _split_plus(expr: s.Arg, env: Env, what: str) -> tuple[int, int]:
+    """``bar 1 + 0x800`` arrives as one expression; split the leftmost term off."""
+    terms: list[s.Expr] = []
+    e: s.Arg = expr
+    while isinstance(e, s.BinOp) and e.op == "+":
+        terms.append(e.right)
+        e = e.left
+    first = evaluate(e, env, what)
+    rest = sum(evaluate(t, env, what) for t in terms)
+    return first, rest
+
+
+# ---------------------------------------------------------------- the lowerer
+
+_PCI_WORDS: dict[str, ast.FunctionKind] = {
+    "endpoint": "endpoint",
+    "root-port": "root-port",
+    "switch": "switch",
+    "downstream": "downstream",
+    "pci-bridge": "pci-bridge",
+    "pcie-to-pci-bridge": "pcie-to-pci-bridge",
+}
+_INTX_PINS = {"none": 0, "A": 1, "B": 2, "C": 3, "D": 4, "a": 1, "b": 2, "c": 3, "d": 4}
+
+
+@dataclass
+class _Seen:
+    """Settings already given in one block: a second one is E109."""
+
+    spans: dict[str, Span] = field(default_factory=dict)
+
+    def once(self, key: str, span: Span) -> None:
+        prev = self.spans.get(key)
+        if prev is not None:
+            raise _Bad(
+                C.REPEATED_SETTING,
+                span,
+                f"'{key}' given twice",
+                notes=(Note("first given here", prev),),
+            )
+        self.spans[key] = span
+
+
+class Lowerer:
+    def __init__(self, sink: DiagnosticSink, read_file: Callable[[Path], str]) -> None:
+        self.sink = sink
+        self.read_file = read_file
+        self.program = ast.Program()
+        self.templates: dict[str, Template] = {}
+        self.globals = Env({})
+        self._included: set[Path] = set()
+        self._stack: list[Path] = []
+        self._using: list[str] = []
+
+    # ------------------------------------------------------------ entry
+
+    def lower_file(self, path: Path, display: str, text: str | None = None) -> ast.Program:
+        stmts = self._load(path, display, text, None)
+        if stmts is not None:
+            self._collect_templates(stmts)
+            for stmt, env in self._expand(stmts, self.globals):
+                self._guard(self._top, stmt, env)
+        return self.program
+
+    def _load(
+        self, path: Path, display: str, text: str | None, include_span: Span | None
+    ) -> list[s.Stmt] | None:
+        key = path.resolve()
+        if key in self._stack:
+            assert include_span is not None
+            cycle = " -> ".join(p.name for p in [*self._stack, key][self._stack.index(key) :])
+            self.sink.report(C.INCLUDE_CYCLE, include_span, f"include cycle: {cycle}")
+            return None
+        if key in self._included:
+            return []  # included once already (a diamond, not a cycle)
+        if text is None:
+            try:
+                text = self.read_file(path)
+            except (OSError, UnicodeDecodeError) as e:
+                assert include_span is not None
+                reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+                self.sink.report(
+                    C.INCLUDE_NOT_FOUND, include_span, f"cannot read '{display}': {reason}"
+                )
+                return None
+        self._included.add(key)
+        self.program.files.append(display)
+        file = SourceFile(display, text)
+        try:
+            stmts = parse(file)
+        except ParseError as e:
+            code = C.UNTERMINATED if e.code == "E102" else C.SYNTAX
+            self.sink.report(code, e.span, e.message, hint=e.hint)
+            return None
+        # Expand includes in place, depth-first, so declarations keep file order.
+        out: list[s.Stmt] = []
+        self._stack.append(key)
+        for st in stmts:
+            if st.word == "include":
+                try:
+                    a = Args(st, self.globals)
+                    name, span = a.string("a file name")
+                    a.end()
+                    if st.body is not None:
+                        _fail(C.SYNTAX, st.span, "'include' takes no block")
+                except _Bad as b:
+                    self._report(b)
+                    continue
+                sub_path = path.parent / name
+                sub_display = str(Path(display).parent / name) if display else name
+                sub = self._load(sub_path, sub_display, None, span)
+                if sub:
+                    out.extend(sub)
+            else:
+                out.append(st)
+        self._stack.pop()
+        return out
+
+    def _report(self, b: _Bad) -> None:
+        self.sink.report(b.code, b.span, b.message, hint=b.hint, notes=b.notes)
+
+    def _guard(self, fn: Callable[[s.Stmt, Env], None], stmt: s.Stmt, env: Env) -> None:
+        try:
+            fn(stmt, env)
+        except _Bad as b:
+            self._report(b)
+
+    def _collect_templates(self, stmts: list[s.Stmt]) -> None:
+        for st in stmts:
+            if st.word != "template":
+                continue
+            try:
+                a = Args(st, self.globals)
+                name, span = a.name("a template name")
+                params: list[str] = []
+                p = a.peek()
+                if isinstance(p, s.TupleArg):
+                    a.i += 1
+                    for item in p.items:
+                        if not (isinstance(item, s.Name) and len(item.parts) == 1):
+                            _fail(C.SYNTAX, item.span, "template parameters are plain names")
+                        params.append(item.parts[0])
+                elif isinstance(p, s.Paren):
+                    a.i += 1
+                    if not (isinstance(p.inner, s.Name) and len(p.inner.parts) == 1):
+                        _fail(C.SYNTAX, p.span, "template parameters are plain names")
+                    params.append(p.inner.parts[0])
+                a.end()
+                if st.body is None:
+                    _fail(C.SYNTAX, st.span, "a template needs a '{ ... }' body")
+                if name in self.templates:
+                    prev = self.templates[name].span
+                    raise _Bad(
+                        C.DUPLICATE_NAME,
+                        span,
+                        f"template '{name}' defined twice",
+                        notes=(Note("first defined here", prev),),
+                    )
+                self.templates[name] = Template(name, tuple(params), st.body, span)
+            except _Bad as b:
+                self._report(b)
+
+    # ------------------------------------------------------------ expansion
+
+    def _expand(self, stmts: tuple[s.Stmt, ...] | list[s.Stmt], env: Env) -> Iterator[tuple[s.Stmt, Env]]:
+        """Yield the statements of a block with const/use/repeat/template handled."""
+        for st in stmts:
+            w = st.word
+            if w == "template":
+                if env is not self.globals:
+                    self._report(_Bad(C.UNKNOWN_STATEMENT, st.word_span, "templates are defined at the top level"))
+                continue
+            if w == "const":
+                try:
+                    self._const(st, env)
+                except _Bad as b:
+                    self._report(b)
+                continue
+            if w == "use":
+                try:
+                    body, inner = self._use(st, env)
+                except _Bad as b:
+                    self._report(b)
+                    continue
+                self._using.append(body[0])
+                yield from self._expand(body[1], inner)
+                self._using.pop()
+                continue
+            if w == "repeat":
+                try:
+                    var, values, body = self._repeat(st, env)
+                except _Bad as b:
+                    self._report(b)
+                    continue
+                for v in values:
+                    yield from self._expand(body, env.child({var: v} if var else {}))
+                continue
+            if w == "include":
+                self._report(_Bad(C.UNKNOWN_STATEMENT, st.word_span, "'include' is allowed at the top level of a file only"))
+                continue
+            yield st, env
+
+    def _const(self, st: s.Stmt, env: Env) -> None:
+        a = Args(st, env)
+        name, span = a.name("a constant name")
+        a.punct("=")
+        value, _ = a.number("the constant's value", lo=None)
+        a.end()
+        if name in env.values:
+            _fail(C.DUPLICATE_NAME, span, f"constant '{name}' defined twice")
+        env.values[name] = value
+
+    def _use(self, st: s.Stmt, env: Env) -> tuple[tuple[str, tuple[s.Stmt, ...]], Env]:
+        a = Args(st, env)
+        name, span = a.name("a template name")
+        t = self.templates.get(name)
+        if t is None:
+            _fail(C.UNKNOWN_NAME, span, f"unknown template '{name}'", did_you_mean(name, self.templates))
+        if name in self._using:
+            _fail(C.TEMPLATE_RECURSION, span, f"template '{name}' uses itself")
+        values: list[int] = []
+        p = a.peek()
+        if isinstance(p, s.TupleArg):
+            a.i += 1
+            values = [evaluate(x, env, "a template argument") for x in p.items]
+        elif isinstance(p, s.Paren):
+            a.i += 1
+            values = [evaluate(p.inner, env, "a template argument")]
+        a.end()
+        if st.body is not None:
+            _fail(C.SYNTAX, st.span, "'use' takes no block")
+        if len(values) != len(t.params):
+            raise _Bad(
+                C.TEMPLATE_ARGS,
+                st.span,
+                f"template '{name}' takes {len(t.params)} argument(s), {len(values)} given",
+                notes=(Note("defined here", t.span),),
+            )
+        # Lexical scope: a template body sees the globals and its parameters only.
+        return (name, t.body), self.globals.child(dict(zip(t.params, values, strict=True)))
+
+    def _repeat(self, st: s.Stmt, env: Env) -> tuple[str | None, range, tuple[s.Stmt, ...]]:
+        a = Args(st, env)
+        var: str | None = None
+        if a.peek_word() is not None and len(a.args) >= 2 and isinstance(a.args[1], s.Name) and a.args[1].text == "in":
+            var = a.word()[0]
+            a.word("in")
+            first, last, _ = a.range("a range of values", lo=None)
+            values = range(first, last + 1)
+        else:
+            count, _ = a.number("a repeat count", lo=0, hi=1 << 20)
+            values = range(count)
+        a.end()
+        if st.body is None:
+            _fail(C.SYNTAX, st.span, "'repeat' needs a '{ ... }' body")
+        return var, values, st.body
+
+    # ------------------------------------------------------------ top level
+
+    def _top(self, st: s.Stmt, env: Env) -> None:
+        w = st.word
+        a = Args(st, env)
+        if isinstance(a.peek(), s.Punct) and cast(s.Punct, a.peek()).text == "=":
+            self._controller(st, env)
+            return
+        if w == "platform":
+            self._platform(st, env)
+        elif w == "host-bridge":
+            self.program.host_bridges.append(self._host_bridge(st, env))
+        elif w == "policy":
+            self.program.policies.append(self._policy(st, env))
+        elif w == "apply":
+            self._apply(st, env)
+        elif w == "pe":
+            self.program.pes.append(self._pe(st, env))
+        elif w == "partition":
+            self.program.partitions.append(self._partition(st, env))
+        elif w == "unassigned":
+            sels = self._selectors(a)
+            self.program.unassigned.append(ast.UnassignedDecl(tuple(sels), st.span))
+        elif w == "node":
+            self.program.raw_nodes.append(self._raw_node(st, env, top=True))
+        elif w in _PCI_WORDS:
+            _fail(C.UNKNOWN_STATEMENT, st.word_span, f"'{w}' belongs inside a host bridge or bridge block")
+        else:
+            self._unknown(st, ["platform", "host-bridge", "policy", "apply", "pe", "partition",
+                               "unassigned", "node", "const", "template", "use", "repeat", "include"],
+                          "at the top level",
+                          "controllers are declared as 'NAME = msi-controller KIND ...'")
+
+    def _unknown(self, st: s.Stmt, allowed: list[str], where: str, extra: str | None = None) -> NoReturn:
+        hint = did_you_mean(st.word, allowed) or extra
+        _fail(C.UNKNOWN_STATEMENT, st.word_span, f"unknown statement '{st.word}' {where}", hint)
+
+    def _block(self, st: s.Stmt, what: str) -> tuple[s.Stmt, ...]:
+        if st.body is None:
+            _fail(C.SYNTAX, Span(st.span.file, st.span.end - 1, st.span.end), f"{what} needs a '{{ ... }}' block")
+        return st.body
+
+    # ------------------------------------------------------------ platform
+
+    def _platform(self, st: s.Stmt, env: Env) -> None:
+        a = Args(st, env)
+        name: str | None = None
+        if not a.at_end():
+            name = a.string("the platform's compatible string")[0]
+        a.end()
+        if self.program.platform is not None:
+            raise _Bad(C.REPEATED_SETTING, st.word_span, "platform declared twice",
+                       notes=(Note("first declared here", self.program.platform.span),))
+        model: str | None = None
+        compatible: tuple[str, ...] = (name,) if name else ()
+        mode: ast.MsiModeDecl | None = None
+        base: tuple[str, Span] | None = None
+        acells, scells = 2, 2
+        cpus: int | None = None
+        raw: list[ast.RawNode] = []
+        seen = _Seen()
+        for sub, senv in self._expand(self._block(st, "'platform'"), env):
+            try:
+                b = Args(sub, senv)
+                w = sub.word
+                if w == "node":
+                    raw.append(self._raw_node(sub, senv, top=True))
+                    continue
+                seen.once(w, sub.word_span)
+                if w == "model":
+                    model = b.string("the model name")[0]
+                elif w == "compatible":
+                    compatible = tuple(self._strings(b))
+                elif w == "msi":
+                    mode = self._msi_mode(sub, b, senv)
+                    continue
+                elif w == "base":
+                    base = b.string("the base device tree file")
+                elif w == "address-cells":
+                    acells = b.number("#address-cells", 1, 2)[0]
+                elif w == "size-cells":
+                    scells = b.number("#size-cells", 1, 2)[0]
+                elif w == "cpus":
+                    cpus = b.number("the CPU count", 1, 1 << 16)[0]
+                else:
+                    self._unknown(sub, ["model", "compatible", "msi", "base", "address-cells",
+                                        "size-cells", "cpus", "node"], "in 'platform'")
+                b.end()
+                self._no_block(sub)
+            except _Bad as e:
+                self._report(e)
+        self.program.platform = ast.PlatformDecl(
+            name, model, compatible, mode, base, acells, scells, cpus, tuple(raw), st.span
+        )
+
+    def _no_block(self, st: s.Stmt) -> None:
+        if st.body is not None:
+            _fail(C.SYNTAX, st.span, f"'{st.word}' takes no '{{ ... }}' block")
+
+    def _strings(self, a: Args) -> list[str]:
+        out = [a.string("a string")[0]]
+        while a.opt_punct(","):
+            out.append(a.string("a string")[0])
+        return out
+
+    def _msi_mode(self, st: s.Stmt, a: Args, env: Env) -> ast.MsiModeDecl:
+        kind, kspan = a.word("native", "firmware-composed", "hypervisor")
+        flavour: str | None = None
+        if kind == "hypervisor":
+            flavour = a.word("papr")[0]
+        elif kind == "firmware-composed":
+            flavour = (a.opt_word("opal") or ("opal", kspan))[0]
+        a.end()
+        tokens: list[tuple[str, int, Span]] = []
+        if st.body is not None:
+            if kind == "native":
+                _fail(C.SYNTAX, st.span, "'msi native' takes no block")
+            allowed = (
+                ["change-msi", "query-interrupt-source-number"]
+                if kind == "hypervisor"
+                else ["get-msi-32", "get-msi-64"]
+            )
+            seen = _Seen()
+            for sub, senv in self._expand(st.body, env):
+                try:
+                    if sub.word not in allowed:
+                        self._unknown(sub, allowed, f"in 'msi {kind}'")
+                    seen.once(sub.word, sub.word_span)
+                    b = Args(sub, senv)
+                    v, _ = b.number("a service token", 0, 0xFFFFFFFF)
+                    b.end()
+                    self._no_block(sub)
+                    tokens.append((sub.word, v, sub.span))
+                except _Bad as e:
+                    self._report(e)
+        mk = cast(ast.MsiModeKind, kind)
+        return ast.MsiModeDecl(mk, flavour, tuple(tokens), st.span)
+
+    # ------------------------------------------------------------ controllers
+
+    def _controller(self, st: s.Stmt, env: Env) -> None:
+        name = st.word
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            _fail(C.BAD_VALUE, st.word_span, f"'{name}' is not a valid controller name",
+                  "controller names become device-tree labels: letters, digits and '_'")
+        a = Args(st, env)
+        a.punct("=")
+        role_word, _ = a.word("interrupt-controller", "msi-controller")
+        role: ast.ControllerRole = "interrupt" if role_word == "interrupt-controller" else "msi"
+        kind, _ = a.word(what="the controller kind (e.g. gicv3, gicv3-its, fsl-msi, x86-apic, xics)")
+        address: int | None = None
+        size: int | None = None
+        if a.opt_punct("@"):
+            address = a.number("the controller's address", 0, (1 << 64) - 1)[0]
+            if a.opt_word("size"):
+                size = a.number("the register size", 1, 1 << 48)[0]
+        a.end()
+        parent: tuple[str, Span] | None = None
+        from_base: tuple[str, Span] | None = None
+        settings: list[tuple[str, tuple[int, ...], Span]] = []
+        compatible: tuple[str, ...] = ()
+        props: list[ast.RawProperty] = []
+        seen = _Seen()
+        for sub, senv in self._expand(st.body or (), env):
+            try:
+                b = Args(sub, senv)
+                w = sub.word
+                self._no_block(sub)
+                if w == "property":
+                    props.append(self._raw_property(sub, senv))
+                    continue
+                seen.once(w, sub.word_span)
+                if w == "parent":
+                    parent = b.name("the parent controller")
+                elif w == "from":
+                    b.word("base")
+                    from_base = b.string("a label or path in the base tree")
+                elif w == "compatible":
+                    compatible = tuple(self._strings(b))
+                else:
+                    values: list[int] = []
+                    while not b.at_end():
+                        if b.opt_punct("@") or b.opt_punct(",") or b.opt_word("size"):
+                            continue
+                        lo, hi, _ = b.range(f"a value for '{w}'", lo=None)
+                        values.extend((lo, hi) if isinstance(b.args[b.i - 1], s.RangeArg) else (lo,))
+                    settings.append((w, tuple(values), sub.span))
+                b.end()
+            except _Bad as e:
+                self._report(e)
+        self.program.controllers.append(
+            ast.ControllerDecl(name, role, kind, address, size, parent, from_base,
+                               tuple(settings), compatible, tuple(props), st.span)
+        )
+
+    # ------------------------------------------------------------ host bridges
+
+    def _host_bridge(self, st: s.Stmt, env: Env) -> ast.HostBridgeDecl:
+        a = Args(st, env)
+        name, name_span = a.name("the host bridge's name")
+        kind, _ = a.word("ecam", "papr")
+        base = size = buid = None
+        if kind == "ecam":
+            a.punct("@")
+            base = a.number("the ECAM base address", 0, (1 << 64) - 1)[0]
+            a.word("size")
+            size = a.number("the ECAM size", 1 << 20, 1 << 28)[0]
+        else:
+            a.word("buid")
+            buid = a.number("the PHB's BUID", 0, (1 << 64) - 1)[0]
+        a.end()
+        compatible: tuple[str, ...] = ()
+        domain = buses = msi_map_mask = msi_parent = pe_total = None
+        windows: list[ast.WindowDecl] = []
+        maps: list[ast.MsiMapDecl] = []
+        intx: ast.IntxRouteDecl | None = None
+        props: list[ast.RawProperty] = []
+        children: list[ast.FunctionDecl] = []
+        seen = _Seen()
+        for sub, senv in self._expand(self._block(st, "'host-bridge'"), env):
+            try:
+                w = sub.word
+                b = Args(sub, senv)
+                if w in _PCI_WORDS:
+                    if w == "downstream":
+                        _fail(C.UNKNOWN_STATEMENT, sub.word_span, "'downstream' ports belong inside a 'switch'")
+                    children.append(self._function(sub, senv))
+                    continue
+                self._no_block(sub)
+                if w == "property":
+                    props.append(self._raw_property(sub, senv))
+                    continue
+                if w == "window":
+                    windows.append(self._window(sub, b))
+                    continue
+                if w == "msi":
+                    what, wspan = b.word("map", "map-mask", "parent")
+                    if what == "map":
+                        maps.append(self._msi_map(sub, b))
+                    elif what == "map-mask":
+                        seen.once("msi map-mask", wspan)
+                        msi_map_mask = b.number("the msi-map-mask", 0, 0xFFFF)
+                    else:
+                        seen.once("msi parent", wspan)
+                        msi_parent = b.name("the MSI controller")
+                    b.end()
+                    continue
+                seen.once(w, sub.word_span)
+                if w == "compatible":
+                    compatible = tuple(self._strings(b))
+                elif w == "domain":
+                    domain = b.number("the PCI domain", 0, 0xFFFF)
+                elif w == "buses":
+                    lo, hi, sp = b.range("a bus range", 0, 0xFF)
+                    buses = (lo, hi, sp)
+                elif w == "intx":
+                    intx = self._intx_route(sub, b)
+                elif w == "pe-total-msi":
+                    pe_total = b.number("ibm,pe-total-#msi", 0, 0xFFFFFFFF)
+                else:
+                    self._unknown(sub, ["compatible", "domain", "buses", "window", "msi", "intx",
+                                        "pe-total-msi", "property", *_PCI_WORDS], "in 'host-bridge'")
+                b.end()
+            except _Bad as e:
+                self._report(e)
+        return ast.HostBridgeDecl(
+            name, name_span, cast(Literal["ecam", "papr"], kind), base, size, buid, compatible,
+            domain, buses, tuple(windows), tuple(maps), msi_map_mask, msi_parent, intx, pe_total,
+            tuple(props), tuple(children), st.span,
+        )
+
+    def _window(self, st: s.Stmt, a: Args) -> ast.WindowDecl:
+        kind, _ = a.word("io", "mem32", "mem64")
+        pref = a.opt_word("prefetchable") is not None
+        if pref and kind == "io":
+            _fail(C.BAD_VALUE, st.span, "I/O windows cannot be prefetchable")
+        a.word("cpu")
+        cpu = a.number("the CPU address", 0, (1 << 64) - 1)[0]
+        pci = cpu
+        if a.opt_word("pci"):
+            pci = a.number("the PCI address", 0, (1 << 64) - 1)[0]
+        a.word("size")
+        size = a.number("the window size", 1, 1 << 60)[0]
+        a.end()
+        return ast.WindowDecl(cast(ast.WindowKind, kind), pref, cpu, pci, size, st.span)
+
+    def _msi_map(self, st: s.Stmt, a: Args) -> ast.MsiMapDecl:
+        a.word("rid")
+        lo, hi, _ = a.range("a requester ID range", 0, 0xFFFF)
+        a.punct("->")
+        target_arg = a.next("the MSI controller")
+        offset = 0
+        explicit: int | None = None
+        if isinstance(target_arg, s.BinOp) and target_arg.op in ("+", "-") and isinstance(target_arg.left, s.Name):
+            target, tspan = target_arg.left.text, target_arg.left.span
+            offset = evaluate(target_arg.right, a.env, "a DeviceID offset")
+            if target_arg.op == "-":
+                offset = -offset
+        elif isinstance(target_arg, s.Name) and len(target_arg.parts) == 1:
+            target, tspan = target_arg.parts[0], target_arg.span
+        else:
+            _fail(C.SYNTAX, target_arg.span, "expected an MSI controller name, optionally '+ offset'")
+        if a.opt_word("base"):
+            explicit = a.number("the first DeviceID", 0, 0xFFFFFFFF)[0]
+        a.end()
+        msi_base = explicit if explicit is not None else lo + offset
+        if msi_base < 0:
+            _fail(C.NUMBER_RANGE, st.span, f"DeviceID {msi_base} would be negative")
+        return ast.MsiMapDecl(lo, hi, target, tspan, msi_base, st.span)
+
+    def _intx_route(self, st: s.Stmt, a: Args) -> ast.IntxRouteDecl:
+        a.punct("->")
+        ctrl, cspan = a.name("the interrupt controller")
+        kind, _ = a.word("spi", "irq", what="'spi' (GIC) or 'irq'")
+        first, last, rspan = a.range("interrupt numbers", 0, 0xFFFFFFFF)
+        if last - first + 1 not in (1, 4):
+            _fail(C.BAD_VALUE, rspan, "INTx routes take 4 consecutive interrupts (one per pin) or a single shared one")
+        trig = (a.opt_word("level", "edge") or ("level", st.span))[0]
+        a.end()
+        return ast.IntxRouteDecl(ctrl, cspan, kind, first, last, cast(Literal["level", "edge"], trig), st.span)
+
+    # ------------------------------------------------------------ functions
+
+    def _devfn(self, a: Args, ari: bool = False) -> tuple[int, int, Span]:
+        a.punct("@")
+        arg = a.next("a dev.fn address such as 01.0")
+        if isinstance(arg, s.DevFnArg):
+            return arg.device, arg.function, arg.span
+        if isinstance(arg, s.TupleArg) and len(arg.items) == 2:
+            return (evaluate(arg.items[0], a.env, "a device number"),
+                    evaluate(arg.items[1], a.env, "a function number"), arg.span)
+        _fail(C.SYNTAX, arg.span, f"expected a dev.fn address such as 01.0 or (dev, fn), found {_describe(arg)}")
+
+    def _function(self, st: s.Stmt, env: Env) -> ast.FunctionDecl:
+        kind = _PCI_WORDS[st.word]
+        a = Args(st, env)
+        name, name_span = a.name("the function's name")
+        dev, fn, dspan = self._devfn(a)
+        a.end()
+        vendor = device_id = class_code = None
+        revision = 0
+        subsystem: tuple[int, int] | None = None
+        bars: list[ast.BarDecl] = []
+        msi: ast.MsiCapDecl | None = None
+        msix: ast.MsixCapDecl | None = None
+        intx = 0
+        intx_span: Span | None = None
+        policy: tuple[str, Span] | None = None
+        sriov: ast.SriovDecl | None = None
+        ari = False
+        pcie = kind != "pci-bridge"
+        bus: tuple[int, Span] | None = None
+        node_name: str | None = None
+        props: list[ast.RawProperty] = []
+        children: list[ast.FunctionDecl] = []
+        seen = _Seen()
+        is_bridge = kind in ast.BRIDGE_KINDS
+        for sub, senv in self._expand(st.body or (), env):
+            try:
+                w = sub.word
+                b = Args(sub, senv)
+                if w in _PCI_WORDS:
+                    if not is_bridge:
+                        _fail(C.UNKNOWN_STATEMENT, sub.word_span, f"an endpoint cannot contain '{w}'",
+                              "only bridges (root-port, switch, downstream, pci-bridge, pcie-to-pci-bridge) have a bus below them")
+                    if kind == "switch" and w != "downstream":
+                        _fail(C.UNKNOWN_STATEMENT, sub.word_span, "a switch contains 'downstream' ports only")
+                    if w == "downstream" and kind != "switch":
+                        _fail(C.UNKNOWN_STATEMENT, sub.word_span, "'downstream' ports belong inside a 'switch'")
+                    children.append(self._function(sub, senv))
+                    continue
+                if w == "sriov":
+                    seen.once(w, sub.word_span)
+                    b.end()
+                    sriov = self._sriov(sub, senv)
+                    continue
+                self._no_block(sub)
+                if w == "property":
+                    props.append(self._raw_property(sub, senv))
+                    continue
+                if w == "bar":
+                    bars.append(self._bar(sub, b))
+                    continue
+                if w == "id":
+                    seen.once(w, sub.word_span)
+                    arg = b.next("vendor:device, such as 8086:10d3")
+                    if not isinstance(arg, s.IdPairArg):
+                        _fail(C.SYNTAX, arg.span, f"expected vendor:device such as 8086:10d3, found {_describe(arg)}")
+                    vendor, device_id = arg.vendor, arg.device
+                    while not b.at_end():
+                        extra, espan = b.word("class", "revision")
+                        seen.once(extra, espan)
+                        if extra == "class":
+                            class_code = b.number("the class code", 0, 0xFFFFFF)[0]
+                        else:
+                            revision = b.number("the revision ID", 0, 0xFF)[0]
+                    continue
+                seen.once(w, sub.word_span)
+                if w == "class":
+                    class_code = b.number("the class code", 0, 0xFFFFFF)[0]
+                elif w == "revision":
+                    revision = b.number("the revision ID", 0, 0xFF)[0]
+                elif w == "subsystem":
+                    arg = b.next("subsystem vendor:device")
+                    if not isinstance(arg, s.IdPairArg):
+                        _fail(C.SYNTAX, arg.span, f"expected vendor:device, found {_describe(arg)}")
+                    subsystem = (arg.vendor, arg.device)
+                elif w == "msi":
+                    msi = self._msi_cap(sub, b)
+                elif w == "msix":
+                    msix = self._msix_cap(sub, b)
+                elif w == "intx":
+                    pin, intx_span = b.word(*_INTX_PINS, what="an INTx pin: A, B, C, D or none")
+                    intx = _INTX_PINS[pin]
+                elif w == "policy":
+                    policy = b.name("a policy name")
+                elif w == "ari":
+                    ari = True
+                elif w == "pcie":
+                    pcie = True
+                elif w == "conventional":
+                    pcie = False
+                elif w == "bus":
+                    if not is_bridge:
+                        _fail(C.UNKNOWN_STATEMENT, sub.word_span, "only bridges have a secondary bus to pin")
+                    bus = b.number("the secondary bus number", 1, 0xFF)
+                elif w == "name":
+                    node_name = b.string("the device-tree node name")[0]
+                    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9,._+-]{0,30}", node_name):
+                        _fail(C.BAD_VALUE, sub.args[0].span, f"'{node_name}' is not a valid node name")
+                else:
+                    self._unknown(sub, ["id", "class", "revision", "subsystem", "bar", "msi", "msix",
+                                        "intx", "policy", "sriov", "ari", "pcie", "conventional", "bus",
+                                        "name", "property", *(_PCI_WORDS if is_bridge else ())],
+                                  f"in '{st.word}'")
+                b.end()
+            except _Bad as e:
+                self._report(e)
+        return ast.FunctionDecl(
+            kind, name, name_span, dev, fn, dspan, vendor, device_id, class_code, revision,
+            subsystem, tuple(bars), msi, msix, intx, intx_span, policy, sriov, ari, pcie, bus,
+            node_name, tuple(props), tuple(children), st.span,
+        )
+
+    def _bar(self, st: s.Stmt, a: Args) -> ast.BarDecl:
+        index, _ = a.number("the BAR index", None, None)
+        kind, _ = a.word("io", "mem32", "mem64")
+        pref = a.opt_word("prefetchable") is not None
+        if pref and kind == "io":
+            _fail(C.BAD_VALUE, st.span, "I/O BARs cannot be prefetchable")
+        size, _ = a.number("the BAR size", 1, 1 << 60)
+        fixed: int | None = None
+        if a.opt_punct("@"):
+            fixed = a.number("the BAR's PCI address", 0, (1 << 64) - 1)[0]
+        a.end()
+        return ast.BarDecl(index, cast(ast.BarKind, kind), pref, size, fixed, st.span)
+
+    def _msi_cap(self, st: s.Stmt, a: Args) -> ast.MsiCapDecl:
+        vectors, _ = a.number("the MSI vector count", 0, None)
+        is64 = maskable = False
+        while not a.at_end():
+            flag, _ = a.word("addr64", "maskable")
+            if flag == "addr64":
+                is64 = True
+            else:
+                maskable = True
+        return ast.MsiCapDecl(vectors, is64, maskable, st.span)
+
+    def _msix_cap(self, st: s.Stmt, a: Args) -> ast.MsixCapDecl:
+        size, _ = a.number("the MSI-X table size", 0, None)
+        a.word("table")
+        tbir, toff = self._bar_offset(a)
+        a.word("pba")
+        pbir, poff = self._bar_offset(a)
+        return ast.MsixCapDecl(size, tbir, toff, pbir, poff, st.span)
+
+    def _bar_offset(self, a: Args) -> tuple[int, int]:
+        a.word("bar")
+        arg = a.next("a BAR index and offset: bar N + OFFSET")
+        bir, off = _split_plus(arg, a.env, "a BAR index")
+        if a.opt_word("offset"):
+            off += a.number("an offset", 0, None)[0]
+        return bir, off
+
+    def _sriov(self, st: s.Stmt, env: Env) -> ast.SriovDecl:
+        total = None
+        num = 0
+        offset, stride = 1, 1
+        vf_device: int | None = None
+        bars: list[ast.BarDecl] = []
+        msi = msix = None
+        policy: tuple[str, Span] | None = None
+        seen = _Seen()
+        for sub, senv in self._expand(self._block(st, "'sriov'"), env):
+            try:
+                b = Args(sub, senv)
+                w = sub.word
+                self._no_block(sub)
+                if w == "bar":
+                    bars.append(self._bar(sub, b))
+                    continue
+                seen.once(w, sub.word_span)
+                if w == "total-vfs":
+                    total = b.number("TotalVFs", 1, 0xFFFF)[0]
+                elif w == "vfs":
+                    num = b.number("NumVFs", 0, 0xFFFF)[0]
+                elif w == "offset":
+                    offset = b.number("First VF Offset", 1, 0xFFFF)[0]
+                elif w == "stride":
+                    stride = b.number("VF Stride", 0, 0xFFFF)[0]
+                elif w == "vf-id":
+                    vf_device = b.number("the VF device ID", 0, 0xFFFF)[0]
+                elif w == "msi":
+                    msi = self._msi_cap(sub, b)
+                elif w == "msix":
+                    msix = self._msix_cap(sub, b)
+                elif w == "policy":
+                    policy = b.name("a policy name")
+                else:
+                    self._unknown(sub, ["total-vfs", "vfs", "offset", "stride", "vf-id", "bar", "msi",
+                                        "msix", "policy"], "in 'sriov'")
+                b.end()
+            except _Bad as e:
+                self._report(e)
+        if total is None:
+            _fail(C.MISSING_SETTING, st.word_span, "'sriov' needs 'total-vfs N;'")
+        if num > total:
+            _fail(C.NUMBER_RANGE, st.span, f"vfs {num} exceeds total-vfs {total}")
+        if num > 1 and stride == 0:
+            _fail(C.NUMBER_RANGE, st.span, "VF Stride 0 gives every VF the same requester ID")
+        return ast.SriovDecl(total, num, offset, stride, vf_device, tuple(bars), msi, msix, policy, st.span)
+
+    # ------------------------------------------------------------ policies, PEs, partitions
+
+    def _policy(self, st: s.Stmt, env: Env) -> ast.PolicyDecl:
+        a = Args(st, env)
+        name, _ = a.name("the policy's name")
+        a.end()
+        prefer: list[tuple[ast.Mechanism, Span]] = []
+        vectors: ast.VectorsDecl | None = None
+        up_front = False
+        on_short = "degrade"
+        on_short_span: Span | None = None
+        seen = _Seen()
+        for sub, senv in self._expand(self._block(st, "'policy'"), env):
+            try:
+                b = Args(sub, senv)
+                w = sub.word
+                self._no_block(sub)
+                seen.once(w, sub.word_span)
+                if w == "prefer":
+                    while True:
+                        m, mspan = b.word("msix", "msi", "intx")
+                        if any(p[0] == m for p in prefer):
+                            _fail(C.REPEATED_SETTING, mspan, f"'{m}' listed twice")
+                        prefer.append((cast(ast.Mechanism, m), mspan))
+                        if not b.opt_punct(","):
+                            break
+                elif w == "vectors":
+                    vectors = self._vectors(sub, b)
+                elif w == "up-front":
+                    up_front = True
+                elif w == "on-short":
+                    on_short, on_short_span = b.word("degrade", "fallback", "fail")
+                else:
+                    self._unknown(sub, ["prefer", "vectors", "up-front", "on-short"], "in 'policy'")
+                b.end()
+            except _Bad as e:
+                self._report(e)
+        return ast.PolicyDecl(name, tuple(prefer), vectors, up_front,
+                              cast(Literal["degrade", "fallback", "fail"], on_short), on_short_span, st.span)
+
+    def _vectors(self, st: s.Stmt, a: Args) -> ast.VectorsDecl:
+        arg = a.next("a vector count: requested, N, cpus, cpus + N or MIN..MAX")
+        base: Literal["requested", "count", "cpus"]
+        maximum: int | None = None
+        if isinstance(arg, s.Name) and arg.text == "requested":
+            base, count = "requested", 0
+        elif isinstance(arg, s.Name) and arg.text == "cpus":
+            base, count = "cpus", 0
+        elif isinstance(arg, s.BinOp) and arg.op in "+-" and isinstance(arg.left, s.Name) and arg.left.text == "cpus":
+            base = "cpus"
+            count = evaluate(arg.right, a.env, "a number")
+            if arg.op == "-":
+                count = -count
+        elif isinstance(arg, s.RangeArg):
+            base = "count"
+            count = evaluate(arg.lo, a.env, "a number")
+            maximum = evaluate(arg.hi, a.env, "a number")
+            if count < 1 or maximum < count:
+                _fail(C.BAD_RANGE, arg.span, f"vector range {count}..{maximum} must satisfy 1 <= min <= max")
+        else:
+            base = "count"
+            count = evaluate(arg, a.env, "a number")
+            if count < 1:
+                _fail(C.NUMBER_RANGE, arg.span, "a function needs at least 1 vector")
+        minimum: int | None = count if maximum is not None else None
+        if a.opt_word("min"):
+            minimum, mspan = a.number("the minimum vector count", 1, 2048)
+        a.end()
+        return ast.VectorsDecl(base, count, maximum, minimum, st.span)
+
+    def _apply(self, st: s.Stmt, env: Env) -> None:
+        a = Args(st, env)
+        policy, pspan = a.name("a policy name")
+        a.word("to")
+        a.word("class")
+        code, _ = a.number("a class code", 0, 0xFFFFFF)
+        mask = 0xFFFFFF
+        if a.opt_word("mask"):
+            mask = a.number("a class mask", 0, 0xFFFFFF)[0]
+        a.end()
+        self._no_block(st)
+        self.program.applies.append(ast.ApplyDecl(policy, pspan, code, mask, st.span))
+
+    def _selectors(self, a: Args) -> list[ast.Selector]:
+        out: list[ast.Selector] = []
+        while True:
+            start = a.peek()
+            if a.opt_word("pe"):
+                name, span = a.name("a PE name")
+                out.append(ast.Selector((name,), False, None, True, Span(span.file, start.span.start if start else span.start, span.end)))
+            else:
+                arg = a.next("a function, 'NAME.*' or 'pe NAME'")
+                if not isinstance(arg, s.Name):
+                    _fail(C.SYNTAX, arg.span, f"expected a function name, found {_describe(arg)}")
+                path = arg.parts
+                span = arg.span
+                subtree = False
+                vfs: tuple[int, int] | None = None
+                nxt = a.peek()
+                if isinstance(nxt, s.Punct) and nxt.text == ".*":
+                    a.i += 1
+                    subtree = True
+                    span = Span(span.file, span.start, nxt.span.end)
+                elif isinstance(nxt, s.IndexArg) and path[-1] == "vf" and len(path) >= 2:
+                    a.i += 1
+                    lo = evaluate(nxt.lo, a.env, "a VF index")
+                    hi = evaluate(nxt.hi, a.env, "a VF index") if nxt.hi is not None else lo
+                    if hi < lo or lo < 0:
+                        _fail(C.BAD_RANGE, nxt.span, f"VF range [{lo}..{hi}] is empty or negative")
+                    vfs = (lo, hi)
+                    path = path[:-1]
+                    span = Span(span.file, span.start, nxt.span.end)
+                out.append(ast.Selector(tuple(path), subtree, vfs, False, span))
+            if not a.opt_punct(","):
+                break
+        a.end()
+        return out
+
+    def _pe(self, st: s.Stmt, env: Env) -> ast.PeDecl:
+        a = Args(st, env)
+        name, _ = a.name("the PE's name")
+        a.end()
+        members: list[ast.Selector] = []
+        total: tuple[int, Span] | None = None
+        for sub, senv in self._expand(self._block(st, "'pe'"), env):
+            try:
+                b = Args(sub, senv)
+                self._no_block(sub)
+                if sub.word == "owns":
+                    members.extend(self._selectors(b))
+                elif sub.word == "total-msi":
+                    total = b.number("the PE's MSI total", 0, 0xFFFFFFFF)
+                    b.end()
+                else:
+                    self._unknown(sub, ["owns", "total-msi"], "in 'pe'")
+            except _Bad as e:
+                self._report(e)
+        return ast.PeDecl(name, tuple(members), total, st.span)
+
+    def _partition(self, st: s.Stmt, env: Env) -> ast.PartitionDecl:
+        a = Args(st, env)
+        name, _ = a.name("the partition's name")
+        a.end()
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", name):
+            _fail(C.BAD_VALUE, st.span, f"'{name}' cannot name output files")
+        cpus: list[int] = []
+        owns: list[ast.Selector] = []
+        budget: tuple[int, Span] | None = None
+        seen = _Seen()
+        for sub, senv in self._expand(self._block(st, "'partition'"), env):
+            try:
+                b = Args(sub, senv)
+                self._no_block(sub)
+                w = sub.word
+                if w == "owns":
+                    owns.extend(self._selectors(b))
+                    continue
+                seen.once(w, sub.word_span)
+                if w == "cpus":
+                    while True:
+                        lo, hi, _ = b.range("CPU numbers", 0, 0xFFFF)
+                        cpus.extend(range(lo, hi + 1))
+                        if not b.opt_punct(","):
+                            break
+                elif w == "msi-budget":
+                    budget = b.number("the MSI budget", 0, 0xFFFFFFFF)
+                else:
+                    self._unknown(sub, ["cpus", "owns", "msi-budget"], "in 'partition'")
+                b.end()
+            except _Bad as e:
+                self._report(e)
+        return ast.PartitionDecl(name, tuple(cpus), tuple(owns), budget, st.span)
+
+    # ------------------------------------------------------------ raw nodes
+
+    def _raw_node(self, st: s.Stmt, env: Env, top: bool) -> ast.RawNode:
+        a = Args(st, env)
+        label: str | None = None
+        first = a.peek()
+        if isinstance(first, s.Name) and len(a.args) > 1:
+            label = a.name("a label")[0]
+        path, pspan = a.string("the node's path" if top else "the node's name")
+        a.end()
+        if top and not path.startswith("/"):
+            _fail(C.BAD_VALUE, pspan, f"'{path}' is not an absolute node path", "write it like \"/chosen\"")
+        if not top and "/" in path:
+            _fail(C.BAD_VALUE, pspan, "a nested node takes a plain name, not a path")
+        props: list[ast.RawProperty] = []
+        children: list[ast.RawNode] = []
+        for sub, senv in self._expand(self._block(st, "'node'"), env):
+            try:
+                if sub.word == "property":
+                    props.append(self._raw_property(sub, senv))
+                elif sub.word == "node":
+                    children.append(self._raw_node(sub, senv, top=False))
+                else:
+                    self._unknown(sub, ["property", "node"], "in 'node'")
+            except _Bad as e:
+                self._report(e)
+        return ast.RawNode(path, label, tuple(props), tuple(children), st.span)
+
+    def _raw_property(self, st: s.Stmt, env: Env) -> ast.RawProperty:
+        """``property "name" = 1 2 &x, "str", bytes "0a0b";`` or ``property "flag";``."""
+        a = Args(st, env)
+        name, _ = a.string("the property's name")
+        if not re.fullmatch(r"[A-Za-z0-9,._+?#-]{1,31}", name):
+            _fail(C.BAD_VALUE, st.args[0].span, f"'{name}' is not a valid property name")
+        chunks: list[ast.RawChunk] = []
+        if a.opt_punct("="):
+            cells: list[int | str] = []
+            bits = 32
+            while not a.at_end():
+                arg = a.peek()
+                assert arg is not None
+                if isinstance(arg, s.Punct) and arg.text == ",":
+                    a.i += 1
+                    if cells:
+                        chunks.append(ast.RawCells(tuple(cells), bits))
+                        cells, bits = [], 32
+                    continue
+                if isinstance(arg, s.StrArg):
+                    a.i += 1
+                    if cells:
+                        _fail(C.SYNTAX, arg.span, "separate strings from cells with ','")
+                    chunks.append(ast.RawString(arg.text))
+                    continue
+                if isinstance(arg, s.Name) and arg.text == "bytes":
+                    a.i += 1
+                    text, bspan = a.string("hex bytes such as \"0a1b2c\"")
+                    try:
+                        chunks.append(ast.RawBytes(bytes.fromhex(text)))
+                    except ValueError:
+                        _fail(C.BAD_VALUE, bspan, f"'{text}' is not a string of hex bytes")
+                    continue
+                if isinstance(arg, s.Name) and arg.text == "bits" and not cells:
+                    a.i += 1
+                    bits = a.number("a cell width", 8, 64)[0]
+                    if bits not in (8, 16, 32, 64):
+                        _fail(C.BAD_VALUE, st.span, "cell width must be 8, 16, 32 or 64")
+                    continue
+                if isinstance(arg, s.Name) and len(arg.parts) == 1 and env.lookup(arg.parts[0]) is None:
+                    a.i += 1
+                    cells.append(arg.parts[0])  # a reference to a declared name
+                    continue
+                v, vspan = a.number("a cell value", None, None)
+                if v < 0:
+                    v &= (1 << bits) - 1
+                if v >= 1 << bits:
+                    _fail(C.NUMBER_RANGE, vspan, f"{v:#x} does not fit in {bits} bits")
+                cells.append(v)
+            if cells:
+                chunks.append(ast.RawCells(tuple(cells), bits))
+        a.end()
+        return ast.RawProperty(name, tuple(chunks), st.span)
+
+
+def lower(
+    path: Path,
+    display: str,
+    sink: DiagnosticSink,
+    text: str | None = None,
+    read_file: Callable[[Path], str] | None = None,
+) -> ast.Program:
+    """Read, parse and lower one top-level file (and everything it includes)."""
+
+    def default_read(p: Path) -> str:
+        return p.read_text(encoding="utf-8")
+
+    return Lowerer(sink, read_file or default_read).lower_file(path, display, text)
