@@ -36,6 +36,7 @@ value out, the tree is written once more with every phandle known up front.
 
 from __future__ import annotations
 
+import operator
 import struct
 from collections.abc import Callable
 
@@ -45,6 +46,7 @@ from .tree import (
     PATH_RE,
     PROPERTY_NAME_RE,
     Bytes,
+    Cell,
     Cells,
     DeviceTreeError,
     Node,
@@ -76,6 +78,7 @@ _END_NODE_BYTES = _pack_u32(FDT_END_NODE)
 _ROOT_BEGIN = _pack_u32(FDT_BEGIN_NODE) + b"\0\0\0\0"
 _PAD = (b"", b"\0\0\0", b"\0\0", b"\0")  # indexed by length % 4
 _BITS_CODES = {8: "B", 16: "H", 32: "I", 64: "Q"}
+_get_name = operator.attrgetter("name")
 
 
 class _CellPackers(dict[int, Callable[..., bytes]]):
@@ -153,11 +156,10 @@ class _Writer:
         self.parts: list[bytes] = []
         # id(node) -> index in parts of the last piece of its property list.
         self.last_part: dict[int, int] = {}
-        # Part index of the latest name appended to the strings block, of the
-        # one before it, and the earliest part index at which "phandle" could
-        # have been stored and give the same block (None: not stored yet).
+        # Part index of the latest name appended to the strings block, and the
+        # earliest part index at which "phandle" could have been stored and
+        # give the same block (None: not stored yet).
         self.last_new_string = 0
-        self.prev_new_string = 0
         self.phandle_string_lo: int | None = None
         # References.
         self.label_nodes: dict[str, Node] = {}
@@ -174,6 +176,8 @@ class _Writer:
         self.explicit_owner: dict[int, Node] = {}
         self.has_phandle_prop: set[int] = set()
         self.ref_order: list[int] = []
+        # Resolved references, so later uses of the same Ref skip the lookup.
+        self.ref_values: dict[Cell, int] = {}
         self.pending_special: list[tuple[str, bytes, bool]] = []
         self.redo = False
 
@@ -197,9 +201,12 @@ class _Writer:
         if self.labels_complete:
             return
         self.labels_complete = True
-        for _, node in iter_nodes(self.tree):
+        stack = [self.tree.root]
+        while stack:
+            node = stack.pop()
             for label in node.labels:
                 self.register_node_label(label, node)
+            stack.extend(reversed(node.children))
 
     def register_node_label(self, label: str, node: Node) -> None:
         other = self.label_nodes.get(label)
@@ -217,7 +224,6 @@ class _Writer:
 
     def register_prop_label(self, label: str, node: Node, prop: Property) -> None:
         where = f"property {prop.name} of {self.describe(node)}"
-        self.ensure_labels()
         if label in self.label_nodes:
             owner = self.describe(self.label_nodes[label])
             self.error(node, f"duplicate label '{label}' on property {prop.name} (also on {owner})")
@@ -254,10 +260,12 @@ class _Writer:
     def phandle_of(self, target: Node) -> int:
         """livetree.c get_node_phandle, called in fixup order."""
         tid = id(target)
-        self.ref_order.append(tid)
         value = self.assigned.get(tid)
         if value is not None:
             return value
+        # Only first references matter to the counter: replaying them in order
+        # (see _Plan) gives dtc's assignment.
+        self.ref_order.append(tid)
         if self.plan is not None:
             raise AssertionError("plan misses a referenced node")
         counter = self.counter
@@ -268,51 +276,38 @@ class _Writer:
         self.auto.add(tid)
         self.used.add(counter)
         last = self.last_part.get(tid)
-        if last is not None and tid not in self.has_phandle_prop:
+        if last is not None and tid not in self.has_phandle_prop and not self.redo:
             # A reference back to a node already written: add its property now.
-            if not self.redo:
-                off = self.phandle_name_offset(last)
-                if off is not None:
-                    self.parts[last] += _pack_prop_header(FDT_PROP, 4, off) + _pack_u32(counter)
+            off = self.phandle_name_offset(last)
+            if off is not None:
+                self.parts[last] += _pack_prop_header(FDT_PROP, 4, off) + _pack_u32(counter)
         return counter
 
     def phandle_name_offset(self, node_last_part: int) -> int | None:
-        """Offset of "phandle" in the strings, valid as if stored right after the node
-        whose property list ends at ``node_last_part``; None (and a redo) if it cannot be."""
-        strings = self.strings
-        if "phandle" not in strings.offsets:
+        """Offset of "phandle" in the strings block, valid as if it had been stored
+        right after the node whose property list ends at part ``node_last_part``;
+        None (and a redo) when it cannot be."""
+        if "phandle" not in self.strings.offsets:
             if self.last_new_string > node_last_part:
-                self.redo = True
+                self.redo = True  # names were stored since: "phandle" belongs before them
                 return None
-            self.note_new_string("phandle", node_last_part)
-            return strings.insert("phandle")[0]
+            return self.name_offset("phandle")
         lo = self.phandle_string_lo
         if lo is None or node_last_part < lo:
             self.redo = True
             return None
-        return strings.offsets["phandle"]
-
-    def note_new_string(self, name: str, index: int) -> None:
-        """Book-keeping before ``name`` is appended to the strings block at part ``index``."""
-        if self.phandle_string_lo is None:
-            if name == "phandle":
-                self.phandle_string_lo = self.last_new_string
-            elif name.endswith("phandle"):
-                self.phandle_string_lo = index
-        self.prev_new_string = self.last_new_string
-        self.last_new_string = index
+        return self.strings.offsets["phandle"]
 
     def name_offset(self, name: str) -> int:
         off, new = self.strings.insert(name)
         if new:
-            # insert() already appended; record where, for the phandle rule.
+            # Remember where names were appended, for the "phandle" rule above.
             index = len(self.parts)
             if self.phandle_string_lo is None:
                 if name == "phandle":
                     self.phandle_string_lo = self.last_new_string
                 elif name.endswith("phandle"):
                     self.phandle_string_lo = index
-            self.prev_new_string = self.last_new_string
             self.last_new_string = index
         return off
 
@@ -352,22 +347,20 @@ class _Writer:
             )
         other = self.explicit_owner.get(value)
         if other is not None:
-            self.error(node, f"duplicated phandle {value:#x} (seen before at {self.describe(other)})")
+            where = self.describe(other)
+            self.error(node, f"duplicated phandle {value:#x} (seen before at {where})")
             return
         nid = id(node)
         self.explicit_owner[value] = node
         self.explicit[nid] = value
         if self.plan is not None:
             return
-        if nid in self.assigned or (value in self.used and value not in self.explicit_owner_values()):
+        if nid in self.assigned or value in self.used:
             # Referenced before its explicit value was known, or the counter
             # already handed this value out: only a second pass gets it right.
             self.redo = True
         self.assigned.setdefault(nid, value)
         self.used.add(value)
-
-    def explicit_owner_values(self) -> set[int]:
-        return {v for v, n in self.explicit_owner.items() if self.explicit.get(id(n)) == v}
 
     # -- values --------------------------------------------------------------
 
@@ -402,7 +395,7 @@ class _Writer:
         bits = chunk.bits
         code = _BITS_CODES.get(bits)
         if code is None:
-            self.error(node, f"property {prop.name}: cells must be 8, 16, 32 or 64 bits, not {bits}")
+            self.error(node, f"property {prop.name}: cells must be 8, 16, 32 or 64 bits: {bits}")
             return b"", False
         values: list[int] = []
         has_ref = False
@@ -413,8 +406,14 @@ class _Writer:
                     self.error(node, f"property {prop.name}: references need 32-bit cells")
                     values.append(0)
                     continue
-                target = self.lookup(node, v.target)
-                values.append(_UNRESOLVED if target is None else self.phandle_of(target))
+                value = self.ref_values.get(v)
+                if value is None:
+                    target = self.lookup(node, v.target)
+                    if target is None:
+                        value = _UNRESOLVED
+                    else:
+                        value = self.ref_values[v] = self.phandle_of(target)
+                values.append(value)
             elif isinstance(v, int) and 0 <= v < (1 << bits):
                 values.append(v)
             else:
@@ -453,15 +452,11 @@ class _Writer:
         self.node_begins[name] = begin
         return begin
 
-    def check_duplicates(self, node: Node) -> None:
-        names = [p.name for p in node.properties]
+    def check_duplicates(self, node: Node, items: list[Property] | list[Node], what: str) -> None:
+        names = list(map(_get_name, items))
         if len(set(names)) != len(names):
             dup = sorted({n for n in names if names.count(n) > 1})
-            self.error(node, f"duplicate property name {', '.join(dup)}")
-        children = [c.name for c in node.children]
-        if len(set(children)) != len(children):
-            dup = sorted({n for n in children if children.count(n) > 1})
-            self.error(node, f"duplicate node name {', '.join(dup)}")
+            self.error(node, f"duplicate {what} name {', '.join(dup)}")
 
     def write_struct(self) -> None:
         # Hot loop: locals for everything touched per node or property.
@@ -478,6 +473,10 @@ class _Writer:
         cells_type = Cells
         str_type = Str
         pack_error = struct.error
+        ref_get = self.ref_values.get
+        pending_special = self.pending_special
+        auto = self.auto
+        last_part = self.last_part
 
         root = self.tree.root
         stack = [iter((root,))]
@@ -498,40 +497,69 @@ class _Writer:
             props = node.properties
             for prop in props:
                 off = name_offsets.get(prop.name)
-                chunks = prop.chunks
-                if off is None or prop.labels or len(chunks) != 1:
+                if off is None or prop.labels:
                     slow_property(node, prop)
                     continue
-                chunk = chunks[0]
-                kind = type(chunk)
-                if kind is cells_type and chunk.bits == 32:  # type: ignore[union-attr]
-                    values = chunk.values  # type: ignore[union-attr]
-                    n = len(values)
-                    try:
-                        append(cell_packers[n](FDT_PROP, 4 * n, off, *values))
-                    except pack_error:
-                        slow_property(node, prop)  # references, or a bad value
-                elif kind is str_type:
-                    text = chunk.text  # type: ignore[union-attr]
-                    value = string_values.get(text)
-                    if value is None:
-                        data = text.encode("utf-8") + b"\0"
-                        value = string_values[text] = (len(data), data + _PAD[len(data) & 3])
-                    append(prop_header(FDT_PROP, value[0], off))
-                    append(value[1])
+                chunks = prop.chunks
+                values: list[Cell] | tuple[Cell, ...] | None
+                if len(chunks) == 1:
+                    chunk = chunks[0]
+                    kind = type(chunk)
+                    if kind is cells_type and chunk.bits == 32:  # type: ignore[union-attr]
+                        values = chunk.values  # type: ignore[union-attr]
+                    elif kind is str_type:
+                        text = chunk.text  # type: ignore[union-attr]
+                        value = string_values.get(text)
+                        if value is None:
+                            data = text.encode("utf-8") + b"\0"
+                            value = string_values[text] = (len(data), data + _PAD[len(data) & 3])
+                        append(prop_header(FDT_PROP, value[0], off))
+                        append(value[1])
+                        continue
+                    else:
+                        slow_property(node, prop)
+                        continue
                 else:
-                    slow_property(node, prop)
-            close(node)
+                    # Several chunks: rows of cells (reg, ranges...) or a string list.
+                    values = []
+                    for chunk in chunks:
+                        if type(chunk) is not cells_type or chunk.bits != 32:  # type: ignore[union-attr]
+                            values = None
+                            break
+                        values += chunk.values  # type: ignore[union-attr]
+                    if values is None:
+                        if all(type(c) is str_type for c in chunks):
+                            data = ("\0".join([c.text for c in chunks]) + "\0").encode("utf-8")  # type: ignore[union-attr]
+                            n = len(data)
+                            append(prop_header(FDT_PROP, n, off) + data + _PAD[n & 3])
+                        else:
+                            slow_property(node, prop)
+                        continue
+                n = len(values)
+                try:
+                    append(cell_packers[n](FDT_PROP, 4 * n, off, *values))
+                except pack_error:
+                    # References already resolved, else the general path.
+                    try:
+                        append(cell_packers[n](FDT_PROP, 4 * n, off, *map(ref_get, values, values)))
+                    except pack_error:
+                        slow_property(node, prop)
+            nid = id(node)
+            if pending_special or nid in auto:
+                close(node)
+            else:
+                last_part[nid] = len(parts) - 1
             children = node.children
-            if len(props) > 1 or len(children) > 1:
-                self.check_duplicates(node)
+            if len(props) > 1 and len(set(map(_get_name, props))) != len(props):
+                self.check_duplicates(node, props, "property")
+            if len(children) > 1 and len(set(map(_get_name, children))) != len(children):
+                self.check_duplicates(node, children, "node")
             stack.append(iter(children))
         parts.pop()  # the END_NODE for the (root,) iterator itself
         append(_pack_u32(FDT_END))
 
     def blob(self) -> bytes:
         tree = self.tree
-        self.ensure_labels() if self.plan is None else None
         self.write_struct()
         if self.errors:
             raise DeviceTreeError("\n".join(self.errors))

@@ -9,15 +9,17 @@ Number format: cell values 0..9 print in decimal, everything else in lowercase
 hex (``0x1a``); the two agree for single digits, so nothing is ambiguous.
 Memory reservations always print in hex.
 
-This module only prints; :func:`render_dtb` is where a tree is validated
-(dangling references, duplicate labels, bad names).
+This module only prints, it does not validate: a value out of range or a
+dangling reference prints as given and dtc (or :func:`render_dtb`, the
+validator) refuses it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 
-from .tree import Bytes, Cell, Cells, Chunk, DeviceTreeError, Node, PathRef, Property, Ref, Str, Tree
+from .tree import Bytes, Cell, Cells, Chunk, Node, PathRef, Property, Ref, Str, Tree
 
 # A property with several chunks is split one chunk per line past this width
 # (tabs counted as 8 columns).
@@ -25,31 +27,33 @@ _LONG_LINE = 100
 
 
 @cache
-def _small_numbers() -> dict[int, str]:
+def _small_numbers() -> dict[Cell, str]:
     """Text of every 16-bit value: most cells are small, and a dict lookup is
     far cheaper than formatting each one."""
-    return {v: (str(v) if v < 10 else hex(v)) for v in range(0x10000)}
+    table: dict[Cell, str] = {v: (str(v) if v < 10 else hex(v)) for v in range(0x10000)}
+    return table
 
 
 def _ref_text(target: str) -> str:
     return "&{" + target + "}" if target.startswith("/") else "&" + target
 
 
-def _cell_text(value: Cell, bits: int) -> str:
+def _cell_text(value: Cell) -> str:
     if isinstance(value, Ref):
         return _ref_text(value.target)
-    if not 0 <= value < (1 << bits):
-        raise DeviceTreeError(f"cell value {value} does not fit in {bits} bits")
-    return str(value) if value < 10 else hex(value)
+    return str(value) if 0 <= value < 10 else hex(value)
 
 
-def _cells_text(chunk: Cells) -> str:
-    values = chunk.values
+def _cells_body(values: tuple[Cell, ...], small_get: Callable[[Cell], str | None]) -> str:
+    # Values are not range-checked here: render_dtb is the validator.
     try:
-        body = " ".join(map(_small_numbers().__getitem__, values))
-    except KeyError:
-        # Large values and references: the slow, general path.
-        body = " ".join([_cell_text(v, chunk.bits) for v in values])
+        return " ".join([small_get(v) or hex(v) for v in values])  # type: ignore[arg-type]
+    except TypeError:  # a reference
+        return " ".join([_cell_text(v) for v in values])
+
+
+def _cells_text(chunk: Cells, small_get: Callable[[Cell], str | None]) -> str:
+    body = _cells_body(chunk.values, small_get)
     if chunk.bits != 32:
         return f"/bits/ {chunk.bits} <{body}>"
     return "<" + body + ">"
@@ -57,7 +61,13 @@ def _cells_text(chunk: Cells) -> str:
 
 # Escapes dtc's data_copy_escape_string understands; anything else outside
 # printable ASCII becomes \xNN (of its UTF-8 bytes), so the output is ASCII.
-_ESCAPES = {ord("\\"): "\\\\", ord('"'): '\\"', ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r"}
+_ESCAPES = {
+    ord("\\"): "\\\\",
+    ord('"'): '\\"',
+    ord("\n"): "\\n",
+    ord("\t"): "\\t",
+    ord("\r"): "\\r",
+}
 
 
 def _string_text(text: str) -> str:
@@ -75,9 +85,9 @@ def _string_text(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def _chunk_text(chunk: Chunk) -> str:
+def _chunk_text(chunk: Chunk, small_get: Callable[[Cell], str | None]) -> str:
     if type(chunk) is Cells:
-        return _cells_text(chunk)
+        return _cells_text(chunk, small_get)
     if type(chunk) is Str:
         return _string_text(chunk.text)
     if type(chunk) is Bytes:
@@ -109,18 +119,18 @@ def _labels_text(labels: tuple[str, ...] | list[str]) -> str:
 
 
 def _property_lines(prop: Property, indent: str, depth: int, out: list[str]) -> None:
+    """Any property; :func:`_node_lines` prints the plain one-chunk ones itself."""
     head = indent + _labels_text(prop.labels) + prop.name
     comment = prop.comment
     if not prop.chunks:
         body = [head + ";"]
     else:
-        texts = [_chunk_text(c) for c in prop.chunks]
+        small_get = _small_numbers().get
+        texts = [_chunk_text(c, small_get) for c in prop.chunks]
         chunk_comments = prop.chunk_comments
-        has_chunk_comments = any(c is not None for c in chunk_comments)
+        has_chunk_comments = bool(chunk_comments) and any(c is not None for c in chunk_comments)
         single = head + " = " + ", ".join(texts) + ";"
-        if len(texts) == 1 or (
-            not has_chunk_comments and len(single) + 7 * depth <= _LONG_LINE
-        ):
+        if len(texts) == 1 or (not has_chunk_comments and len(single) + 7 * depth <= _LONG_LINE):
             body = [single]
         else:
             # One chunk per line, aligned under the first, comments in a column.
@@ -133,7 +143,7 @@ def _property_lines(prop: Property, indent: str, depth: int, out: list[str]) -> 
                 note = chunk_comments[i] if i < len(chunk_comments) else None
                 if note is not None:
                     pad = " " * (width - len(text) - 1)
-                    line += pad + "\t/* " + _comment_text(note) + " */"
+                    line += pad + " /* " + _comment_text(note) + " */"
                 body.append(line)
     if comment is not None:
         if _one_line(comment) and len(body) == 1:
@@ -145,27 +155,49 @@ def _property_lines(prop: Property, indent: str, depth: int, out: list[str]) -> 
 
 
 def _node_lines(node: Node, depth: int, out: list[str]) -> None:
+    append = out.append
     indent = "\t" * depth
     comment = node.comment
-    if comment is not None and not _one_line(comment):
+    if comment is not None and "\n" in comment:
         out.extend(_block_comment(comment, indent))
     if depth == 0:
-        out.append("/ {")
+        append("/ {")
+    elif node.labels:
+        append(indent + _labels_text(node.labels) + node.name + " {")
     else:
-        out.append(indent + _labels_text(node.labels) + node.name + " {")
-    if _one_line(comment):
-        out.append("\t/* " + _comment_text(comment or "") + " */")
-    out.append("\n")
+        append(indent + node.name + " {")
+    if comment is not None and "\n" not in comment:
+        append("\t/* " + _comment_text(comment) + " */\n")
+    else:
+        append("\n")
     inner = indent + "\t"
+    small_get = _small_numbers().get
     for prop in node.properties:
+        chunks = prop.chunks
+        # Fast paths for the bulk of a large tree: no comment, no label.
+        if prop.comment is None and not prop.labels and not prop.chunk_comments:
+            if len(chunks) == 1:
+                chunk = chunks[0]
+                if type(chunk) is Cells and chunk.bits == 32:
+                    append(f"{inner}{prop.name} = <{_cells_body(chunk.values, small_get)}>;\n")
+                    continue
+                if type(chunk) is Str:
+                    append(f"{inner}{prop.name} = {_string_text(chunk.text)};\n")
+                    continue
+            elif chunks:
+                texts = [_chunk_text(c, small_get) for c in chunks]
+                line = f"{inner}{prop.name} = {', '.join(texts)};"
+                if len(line) + 7 * depth <= _LONG_LINE - 7:
+                    append(line + "\n")
+                    continue
         _property_lines(prop, inner, depth + 1, out)
     first = not node.properties
     for child in node.children:
         if not first:
-            out.append("\n")
+            append("\n")
         first = False
         _node_lines(child, depth + 1, out)
-    out.append(indent + "};\n")
+    append(indent + "};\n")
 
 
 def render_dts(tree: Tree) -> str:

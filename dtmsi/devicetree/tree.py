@@ -196,7 +196,7 @@ def canonical_path(path: str) -> str | None:
 
 
 def find_node_by_path(tree: Tree, path: str) -> Node | None:
-    """The node at ``path`` ("/", "/cpus/cpu@0"); names must match exactly, unit address included."""
+    """The node at ``path`` ("/", "/cpus/cpu@0"); names match exactly, unit address included."""
     canon = canonical_path(path)
     if canon is None:
         return None

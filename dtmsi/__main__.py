@@ -1,0 +1,3 @@
+from dtmsi.cli import main
+
+main()

@@ -1,0 +1,77 @@
+"""Device-tree backend: ``system.dts/.dtb`` and one ``<partition>.dts/.dtb`` each."""
+
+from __future__ import annotations
+
+import copy
+
+from dtmsi import codes as C
+from dtmsi.artifacts import Artifact
+from dtmsi.devicetree.build import Keep, TreeBuilder, attach_raw_nodes
+from dtmsi.devicetree.dtb import render_dtb
+from dtmsi.devicetree.dts import render_dts
+from dtmsi.devicetree.tree import DeviceTreeError, Tree, find_node_by_label, find_node_by_path
+from dtmsi.diagnostics import DiagnosticSink
+from dtmsi.model import Machine
+from dtmsi.source import BUILTIN
+
+
+def base_refs(machine: Machine, base: Tree | None, sink: DiagnosticSink) -> dict[str, str]:
+    """Controllers declared ``from base "..."``: where their node is in the base tree."""
+    refs: dict[str, str] = {}
+    for c in machine.controllers:
+        if c.from_base is None:
+            continue
+        span = c.span or BUILTIN
+        if base is None:
+            sink.report(C.BASE_NODE_MISSING, span,
+                        f"controller '{c.name}' is 'from base', but the platform has no 'base' tree")
+            continue
+        found = (find_node_by_path(base, c.from_base) if c.from_base.startswith("/")
+                 else find_node_by_label(base, c.from_base))
+        if found is None:
+            sink.report(C.BASE_NODE_MISSING, span,
+                        f"the base tree has no node {'at' if c.from_base.startswith('/') else 'labelled'} "
+                        f"'{c.from_base}' for controller '{c.name}'")
+            continue
+        if c.is_msi and found.prop("msi-controller") is None:
+            sink.report(C.BASE_NODE_MISMATCH, span,
+                        f"base node '{c.from_base}' has no 'msi-controller' property")
+        refs[c.name] = c.from_base
+    return refs
+
+
+def build_tree(machine: Machine, base: Tree | None, keep: Keep | None, refs: dict[str, str],
+               sink: DiagnosticSink) -> Tree:
+    ours = TreeBuilder(machine, keep, refs).build()
+    if base is not None:
+        from dtmsi.devicetree.merge import merge_into
+
+        tree = merge_into(copy.deepcopy(base), ours.root)
+        tree.header_comment = ours.header_comment
+    else:
+        tree = ours
+    missing = attach_raw_nodes(tree, machine.raw_nodes, lambda n: refs.get(n, n.replace("-", "_")))
+    for n in missing:
+        sink.report(C.RAW_NODE, n.span, f"the parent of raw node '{n.path}' does not exist")
+    return tree
+
+
+def render(machine: Machine, base: Tree | None, sink: DiagnosticSink) -> list[Artifact]:
+    refs = base_refs(machine, base, sink)
+    if sink.has_errors:
+        return []
+    views: list[tuple[str, Keep | None]] = [("system", None)]
+    for part in machine.partitions:
+        owned = {id(f) for f in part.functions}
+        views.append((part.name, lambda f, owned=owned: id(f) in owned))  # type: ignore[misc]
+    out: list[Artifact] = []
+    for name, keep in views:
+        tree = build_tree(machine, base, keep, refs, sink)
+        try:
+            dtb = render_dtb(tree)
+        except DeviceTreeError as e:
+            sink.report(C.RAW_NODE, machine.platform.span or BUILTIN, f"{name} tree: {e}")
+            continue
+        out.append(Artifact(f"{name}.dts", render_dts(tree).encode("utf-8")))
+        out.append(Artifact(f"{name}.dtb", dtb))
+    return out

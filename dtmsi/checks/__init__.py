@@ -1,0 +1,42 @@
+"""The check registry: small named rules over the resolved model.
+
+Each check is a plain function ``(machine, report) -> None`` with a docstring
+that states the rule and cites where it comes from. ``ALL`` lists them
+explicitly (grep finds every one); order only affects diagnostic order,
+which is sorted by position anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from dtmsi.checks import bars, intx, msi, topology
+from dtmsi.checks.base import Report
+from dtmsi.diagnostics import DiagnosticSink
+from dtmsi.model import Machine
+
+Check = Callable[[Machine, Report], None]
+
+ALL: tuple[Check, ...] = (
+    topology.device_function_numbers,
+    topology.unique_bdf,
+    topology.function_zero_present,
+    topology.ecam_covers_buses,
+    topology.windows_disjoint,
+    topology.mem32_below_4g,
+    bars.bar_slots,
+    bars.bar_sizes,
+    bars.fixed_bars,
+    intx.intx_routes,
+    msi.msi_capability,
+    msi.msix_capability,
+    msi.msi_map_shape,
+    msi.msi_map_coverage,
+    msi.device_id_collisions,
+)
+
+
+def run_checks(machine: Machine, sink: DiagnosticSink) -> None:
+    report = Report(sink)
+    for check in ALL:
+        check(machine, report)

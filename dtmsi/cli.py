@@ -1,0 +1,132 @@
+"""The command line: flags -> CompileOptions, diagnostics -> stderr, results -> exit codes.
+
+Exit codes: 0 success (warnings allowed), 1 errors in the input, 2 usage errors.
+Heavy modules (lark, the compiler) are imported inside the commands so that
+``dtmsi --version`` and ``--help`` stay fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import click
+
+from dtmsi import __version__
+
+_FORMAT = click.Choice(["text", "json"])
+
+
+def _emit(result_sink: object, fmt: str, werror: bool, color: bool) -> None:
+    from dtmsi.diagnostics import DiagnosticSink, render_text, to_json
+
+    assert isinstance(result_sink, DiagnosticSink)
+    diags = list(result_sink)
+    if fmt == "json":
+        click.echo(to_json(diags, werror=werror), err=True)
+        return
+    for d in diags:
+        click.echo(render_text(d, werror=werror, color=color), err=True)
+    errors = sum(1 for d in diags if d.code.is_error or werror)
+    warnings = len(diags) - errors
+    if errors:
+        click.echo(f"dtmsi: {errors} error(s){f', {warnings} warning(s)' if warnings else ''}; "
+                   "nothing written", err=True)
+
+
+def _silenced(warnings: tuple[str, ...]) -> frozenset[str]:
+    from dtmsi.codes import CATALOGUE
+
+    out: set[str] = set()
+    for w in warnings:
+        if not w.startswith("no-"):
+            raise click.BadParameter(f"expected no-CODE, got {w!r}", param_hint="-W")
+        code = w[3:].upper()
+        if code not in CATALOGUE or CATALOGUE[code].is_error:
+            raise click.BadParameter(f"{code} is not a warning code", param_hint="-W")
+        out.add(code)
+    return frozenset(out)
+
+
+def _use_color(flag: str) -> bool:
+    if flag == "always":
+        return True
+    if flag == "never":
+        return False
+    return sys.stderr.isatty() and os.environ.get("NO_COLOR") is None
+
+
+def _run(input_file: str, output: str | None, fmt: str, werror: bool, warning: tuple[str, ...],
+         depfile: str | None, report: bool, color: str, debug: bool) -> NoReturn:
+    from dtmsi.driver import compile_file
+    from dtmsi.options import CompileOptions
+
+    options = CompileOptions(
+        input=Path(input_file),
+        output_dir=Path(output) if output else None,
+        diagnostics_format=fmt,  # type: ignore[arg-type]
+        werror=werror,
+        silenced=_silenced(warning),
+        depfile=Path(depfile) if depfile else None,
+        report=report,
+        color=_use_color(color),
+    )
+    try:
+        result = compile_file(options)
+    except Exception as e:  # never a traceback for users; --debug shows it
+        if debug:
+            raise
+        click.echo(f"dtmsi: internal error: {type(e).__name__}: {e}\n"
+                   "dtmsi: this is a bug in dtmsi; rerun with --debug for the traceback", err=True)
+        sys.exit(3)
+    _emit(result.sink, fmt, werror, options.color)
+    if result.ok and report and result.machine is not None:
+        from dtmsi.report import render_table
+
+        click.echo(render_table(result.machine), nl=False)
+    sys.exit(0 if result.ok else 1)
+
+
+def _common(f):  # type: ignore[no-untyped-def]
+    f = click.option("--debug", is_flag=True, help="Show Python tracebacks for internal errors.")(f)
+    f = click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto",
+                     show_default=True, help="Colour diagnostics.")(f)
+    f = click.option("-W", "warning", multiple=True, metavar="no-CODE",
+                     help="Silence a warning, e.g. -W no-W706 (repeatable).")(f)
+    f = click.option("--werror", is_flag=True, help="Treat warnings as errors.")(f)
+    f = click.option("--diagnostics-format", "fmt", type=_FORMAT, default="text", show_default=True,
+                     help="How to print diagnostics: gcc-style text or JSON for IDEs and CI.")(f)
+    return f
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="dtmsi", message="%(prog)s %(version)s")
+def main() -> None:
+    """dtmsi compiles a machine's PCI topology, MSI controllers, partitions and
+    MSI policies (a .msi file) into device trees (.dts/.dtb), checked at build time."""
+
+
+@main.command("compile")
+@click.argument("input_file", metavar="FILE.msi", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", metavar="DIR", required=True, type=click.Path(file_okay=False),
+              help="Directory for the outputs (created if missing; unchanged files are not rewritten).")
+@click.option("--depfile", "-M", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Also write a Make/Ninja depfile listing every input read.")
+@click.option("--report", is_flag=True, help="Print the readable allocation table to stdout.")
+@_common
+def compile_cmd(input_file: str, output: str, depfile: str | None, report: bool, fmt: str,
+                werror: bool, warning: tuple[str, ...], color: str, debug: bool) -> None:
+    """Compile FILE.msi into device trees in DIR: system.dts/.dtb (the whole machine)
+    and <partition>.dts/.dtb for every partition."""
+    _run(input_file, output, fmt, werror, warning, depfile, report, color, debug)
+
+
+@main.command("check")
+@click.argument("input_file", metavar="FILE.msi", type=click.Path(exists=True, dir_okay=False))
+@_common
+def check_cmd(input_file: str, fmt: str, werror: bool, warning: tuple[str, ...], color: str,
+              debug: bool) -> None:
+    """Parse, resolve and check FILE.msi; print diagnostics; write nothing."""
+    _run(input_file, None, fmt, werror, warning, None, False, color, debug)

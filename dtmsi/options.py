@@ -1,0 +1,19 @@
+"""Compile options: one frozen dataclass, built by the CLI (or a test) and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    input: Path
+    output_dir: Path | None = None  # None: check only, write nothing
+    diagnostics_format: Literal["text", "json"] = "text"
+    werror: bool = False
+    silenced: frozenset[str] = frozenset()
+    depfile: Path | None = None
+    report: bool = False  # also write the readable allocation table
+    color: bool = False
