@@ -470,8 +470,6 @@ class _Writer:
         slow_property = self.property
         close = self.close_properties
         end_node = _END_NODE_BYTES
-        cells_type = Cells
-        str_type = Str
         pack_error = struct.error
         ref_get = self.ref_values.get
         pending_special = self.pending_special
@@ -504,11 +502,10 @@ class _Writer:
                 values: list[Cell] | tuple[Cell, ...] | None
                 if len(chunks) == 1:
                     chunk = chunks[0]
-                    kind = type(chunk)
-                    if kind is cells_type and chunk.bits == 32:  # type: ignore[union-attr]
-                        values = chunk.values  # type: ignore[union-attr]
-                    elif kind is str_type:
-                        text = chunk.text  # type: ignore[union-attr]
+                    if type(chunk) is Cells and chunk.bits == 32:
+                        values = chunk.values
+                    elif type(chunk) is Str:
+                        text = chunk.text
                         value = string_values.get(text)
                         if value is None:
                             data = text.encode("utf-8") + b"\0"
@@ -523,13 +520,14 @@ class _Writer:
                     # Several chunks: rows of cells (reg, ranges...) or a string list.
                     values = []
                     for chunk in chunks:
-                        if type(chunk) is not cells_type or chunk.bits != 32:  # type: ignore[union-attr]
+                        if type(chunk) is not Cells or chunk.bits != 32:
                             values = None
                             break
-                        values += chunk.values  # type: ignore[union-attr]
+                        values += chunk.values
                     if values is None:
-                        if all(type(c) is str_type for c in chunks):
-                            data = ("\0".join([c.text for c in chunks]) + "\0").encode("utf-8")  # type: ignore[union-attr]
+                        texts = [c.text for c in chunks if type(c) is Str]
+                        if len(texts) == len(chunks):
+                            data = ("\0".join(texts) + "\0").encode("utf-8")
                             n = len(data)
                             append(prop_header(FDT_PROP, n, off) + data + _PAD[n & 3])
                         else:
