@@ -1,0 +1,29 @@
+# The two commands the README promises. Both set up a fresh machine first.
+#   make example   compile the bundled QEMU virt example into out/qemu-virt
+#   make test      run every test (lint, types, unit, golden, dtc, gcc, QEMU)
+.PHONY: example test bench lint golden clean
+
+VENV := .venv/bin
+
+example:
+	@scripts/bootstrap.sh
+	$(VENV)/dtmsi compile examples/qemu-virt/qemu-virt.msi -o out/qemu-virt
+	@echo "wrote: $$(ls out/qemu-virt | tr '\n' ' ')"
+
+test:
+	@scripts/bootstrap.sh
+	$(VENV)/ruff check dtmsi tests bench
+	$(VENV)/mypy
+	$(VENV)/pytest -q
+
+bench:
+	@scripts/bootstrap.sh
+	$(VENV)/python -m bench.run
+
+# Regenerate golden files: only on purpose, then review the diff.
+golden:
+	@scripts/bootstrap.sh
+	$(VENV)/python -m tests.golden_update
+
+clean:
+	rm -rf out build dist .pytest_cache .mypy_cache
