@@ -22,6 +22,7 @@ a :class:`HarnessError` naming the Debian package to install.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import gzip
 import hashlib
@@ -55,6 +56,8 @@ __all__ = [
     "dump_qemu_dtb",
     "ensure_guest",
     "kernel_command_line",
+    "pack_dtb",
+    "parse_report",
     "qemu_command",
     "require_tools",
 ]
@@ -99,6 +102,7 @@ ITS_TRACE_EVENTS: tuple[str, ...] = (
     "gicv3_its_cmd_mapd",
     "gicv3_its_cmd_mapti",
     "gicv3_its_cmd_mapi",
+    "gicv3_its_translation_write",
 )
 
 APT_LISTS_MAX_AGE_S = 24 * 3600.0
@@ -114,10 +118,10 @@ TOOLS: Mapping[str, str] = {
 
 #: Kernel log lines worth surfacing about MSI, the ITS and interrupt fallback.
 _MSI_LOG_RE = re.compile(
-    r"msi|its|legacy interrupt|intx|lpi|irq domain|falling back|"
-    r"no msi-map|msi-cells|reusing itt",
-    re.IGNORECASE,
+    r"\b(?:MSI|MSI-X|ITS|ITT|LPI|INTx|msi)\b|msi-map|msi-parent|msi-cells|Reusing ITT|"
+    r"(?i:legacy interrupt|falling back|no msi)"
 )
+
 
 MsiMode = Literal["msix", "msi", "intx", "none"]
 
@@ -168,10 +172,14 @@ class IrqReport:
 
     irq: int
     chip: str  # "ITS-MSI", "GICv3", ...
-    hwirq: int  # for ITS-MSI the LPI number (pINTID)
+    #: The irq domain's number.  For PCI MSI on the ITS, Linux computes it as
+    #: msi_index | pci_dev_id << 11 | domain << 27 (pci_msi_domain_calc_hwirq),
+    #: so it encodes the function's own requester ID, not the ITS DeviceID.
+    hwirq: int
     count: int  # interrupts delivered, summed over CPUs
     type: str = ""  # "edge" / "level"
     actions: str = ""  # handler names, e.g. "virtio0-input.0"
+    lpi: int | None = None  # ITS LPI (pINTID), from the ITS driver's debug lines
 
 
 @dataclass(frozen=True)
@@ -202,7 +210,8 @@ class MsiMessage:
 
 @dataclass(frozen=True)
 class ItsMapping:
-    """One MAPTI/MAPI command QEMU's ITS executed (from its trace)."""
+    """One MAPTI/MAPI command QEMU's ITS executed (from QEMU's trace):
+    the guest told the ITS that (DeviceID, EventID) raises ``lpi``."""
 
     device_id: int
     event_id: int
@@ -229,7 +238,10 @@ class FunctionReport:
     config: bytes  # first 256 bytes of config space
     msix_table: tuple[MsixEntry, ...] = ()
     msi_message: MsiMessage | None = None
-    its_device_ids: tuple[int, ...] = ()  # ITS DeviceIDs of this function's LPIs
+    #: ITS DeviceIDs the guest mapped for this function's LPIs (QEMU's view).
+    its_device_ids: tuple[int, ...] = ()
+    #: MSI writes QEMU's ITS received carrying this function's requester ID.
+    its_writes: int = 0
 
     @property
     def total_delivered(self) -> int:
@@ -256,6 +268,8 @@ class BootReport:
     settled: bool  # False: /init gave up waiting for interrupts
     boot_seconds: float
     its_mappings: tuple[ItsMapping, ...]
+    #: requester ID -> MSI writes to GITS_TRANSLATER that QEMU saw.
+    its_writes: dict[int, int]
     qemu_command: tuple[str, ...]
     warnings: tuple[str, ...] = ()  # kernel WARNING/BUG lines
 
@@ -306,14 +320,12 @@ def _run(
     timeout: float,
     cwd: Path | None = None,
     check: bool = True,
-    input_bytes: bytes | None = None,
 ) -> subprocess.CompletedProcess[str]:
     try:
         proc = subprocess.run(
             list(cmd),
             cwd=cwd,
-            input=input_bytes.decode() if input_bytes is not None else None,
-            stdin=None if input_bytes is not None else subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -482,7 +494,9 @@ class _Cpio:
         self._parts: list[bytes] = []
         self._ino = 1
 
-    def _entry(self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)) -> None:
+    def _entry(
+        self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)
+    ) -> None:
         namez = name.encode() + b"\0"
         fields = (
             self._ino, mode, 0, 0, 2 if stat.S_ISDIR(mode) else 1, 0, len(data),
@@ -621,31 +635,46 @@ def ensure_guest(cache_dir: Path, modules: Sequence[str] = DEFAULT_MODULES) -> G
     cache_dir = cache_dir.expanduser().resolve()
     with _locked(cache_dir / ".lock"):
         apt = _Apt(cache_dir / "apt")
-        age = apt.lists_age()
+        debs = cache_dir / "debs"
         try:
+            age = apt.lists_age()
             if age is None or age > APT_LISTS_MAX_AGE_S:
                 apt.update()
             versions = _resolve_versions(apt)
+            directory = cache_dir / "guests" / _guest_key(versions, modules)
+            existing = _load_guest(directory)
+            if existing is not None and existing.kernel.exists() and existing.initrd.exists():
+                return existing
+            kernel_deb = apt.download(versions.kernel_package, versions.kernel_version, debs)
+            busybox_deb = apt.download(BUSYBOX_PACKAGE, versions.busybox_version, debs)
         except HarnessError as exc:
+            # The archive cannot be reached (or moved on while the lists are
+            # old): a guest built before still lets the tests run.
             fallback = _newest_guest(cache_dir / "guests")
             if fallback is None:
                 raise
-            warnings.warn(f"using cached guest {fallback.key}: {exc}", stacklevel=2)
+            warnings.warn(f"using the cached guest {fallback.key}: {exc}", stacklevel=2)
             return fallback
 
-        key = _guest_key(versions, modules)
-        directory = cache_dir / "guests" / key
-        existing = _load_guest(directory)
-        if existing is not None and existing.kernel.exists() and existing.initrd.exists():
-            return existing
-
-        debs = cache_dir / "debs"
-        kernel_deb = apt.download(versions.kernel_package, versions.kernel_version, debs)
-        busybox_deb = apt.download(BUSYBOX_PACKAGE, versions.busybox_version, debs)
         _build_guest(directory, versions, kernel_deb, busybox_deb, modules)
+        _prune(cache_dir, keep_debs={kernel_deb, busybox_deb}, keep_guests=3)
         built = _load_guest(directory)
         assert built is not None
         return built
+
+
+def _prune(cache_dir: Path, keep_debs: set[Path], keep_guests: int) -> None:
+    """Drop debs of other versions and all but the newest guests."""
+    for deb in (cache_dir / "debs").glob("*.deb"):
+        if deb not in keep_debs:
+            deb.unlink(missing_ok=True)
+    guests = sorted(
+        (d for d in (cache_dir / "guests").glob("*") if (d / "guest.json").exists()),
+        key=lambda d: (d / "guest.json").stat().st_mtime,
+        reverse=True,
+    )
+    for old in guests[keep_guests:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _newest_guest(guests: Path) -> Guest | None:
@@ -738,7 +767,7 @@ def qemu_command(
            "-append", kernel_command_line(settle_s, kernel_args)]  # fmt: skip
     if trace_log is not None:
         for event in ITS_TRACE_EVENTS:
-            cmd += ["-d", f"trace:{event}"]
+            cmd += ["-trace", f"enable={event}"]
         cmd += ["-D", str(trace_log)]
     return cmd + _device_args(qemu_devices) + list(extra_args)
 
@@ -764,7 +793,39 @@ def dump_qemu_dtb(
         _run(cmd, timeout=60)
         if not out.exists():
             raise HarnessError(f"QEMU wrote no DTB: {' '.join(cmd)}")
-        return out.read_bytes()
+        return pack_dtb(out.read_bytes())
+
+
+def pack_dtb(blob: bytes) -> bytes:
+    """The same tree with no free space at the end (``fdt_pack``).
+
+    QEMU dumps its tree padded to 1 MiB; booted as it is, the guest hangs
+    silently (see :data:`MAX_DTB_SIZE`).
+    """
+    import libfdt
+
+    fdt = libfdt.Fdt(bytearray(blob))
+    fdt.pack()
+    return bytes(fdt.as_bytearray())
+
+
+#: QEMU loads a ``-dtb`` file into a buffer of (size + 10000) * 2 bytes and
+#: sets the tree's totalsize to that; arm64 Linux refuses a tree larger than
+#: 2 MiB (MAX_FDT_SIZE) and hangs before the console is up.  So a DTB file may
+#: be at most this big.
+MAX_DTB_SIZE = (2 * 1024 * 1024) // 2 - 10000
+
+
+def _check_dtb(dtb: Path) -> None:
+    header = dtb.read_bytes()[:8]
+    if len(header) < 8 or header[:4] != bytes.fromhex("d00dfeed"):
+        raise HarnessError(f"{dtb} is not a flattened device tree (bad magic)")
+    size = dtb.stat().st_size
+    if size > MAX_DTB_SIZE:
+        raise HarnessError(
+            f"{dtb} is {size} bytes; QEMU doubles a -dtb's size and arm64 Linux then "
+            f"refuses it (limit {MAX_DTB_SIZE} bytes): pack it (fdt_pack, dtc -I dtb -O dtb)"
+        )
 
 
 def boot(
@@ -793,6 +854,7 @@ def boot(
     dtb = Path(dtb)
     if not dtb.is_file():
         raise HarnessError(f"no DTB at {dtb}")
+    _check_dtb(dtb)
     with tempfile.TemporaryDirectory(prefix="dtmsi-boot-") as tmp:
         work = keep_dir if keep_dir is not None else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -848,6 +910,9 @@ _MAPTI_RE = re.compile(
 _MAPI_RE = re.compile(
     r"command MAPI DeviceID 0x([0-9a-f]+) EventID 0x([0-9a-f]+) ICID 0x([0-9a-f]+)"
 )
+_WRITE_RE = re.compile(r"TRANSLATER write: .* requester_id 0x([0-9a-f]+)")
+#: irq-gic-v3-its.c's pr_debug in its_irq_domain_alloc (needs the dyndbg option).
+_LPI_RE = re.compile(r"\bID:(\d+) pID:(\d+) vID:(\d+)")
 
 
 @dataclass
@@ -881,16 +946,25 @@ def _sections(lines: list[str]) -> tuple[list[str], dict[str, str]]:
     return plain, sections
 
 
-def _parse_its_trace(trace: str) -> tuple[ItsMapping, ...]:
+def _parse_its_trace(trace: str) -> tuple[tuple[ItsMapping, ...], dict[int, int]]:
     mappings: list[ItsMapping] = []
+    writes: dict[int, int] = {}
     for line in trace.splitlines():
-        if m := _MAPTI_RE.search(line):
+        if m := _WRITE_RE.search(line):
+            rid = int(m.group(1), 16)
+            writes[rid] = writes.get(rid, 0) + 1
+        elif m := _MAPTI_RE.search(line):
             devid, event, icid, lpi = (int(g, 16) for g in m.groups())
             mappings.append(ItsMapping(devid, event, icid, lpi))
         elif m := _MAPI_RE.search(line):
             devid, event, icid = (int(g, 16) for g in m.groups())
             mappings.append(ItsMapping(devid, event, icid, event))
-    return tuple(mappings)
+    return tuple(mappings), writes
+
+
+def _parse_lpis(dmesg: str) -> dict[int, int]:
+    """Linux irq -> ITS LPI, the last allocation of an irq winning."""
+    return {int(m.group(3)): int(m.group(2)) for m in _LPI_RE.finditer(dmesg)}
 
 
 def _msi_message(config: bytes) -> MsiMessage | None:
@@ -945,6 +1019,8 @@ def parse_report(
 ) -> BootReport:
     """Turn the serial log (and QEMU's ITS trace) into a :class:`BootReport`."""
     plain, sections = _sections(_report_lines(log))
+    dmesg = sections.get("dmesg", "")
+    lpis = _parse_lpis(dmesg)
     raw: dict[str, _RawFunction] = {}
     irqs: dict[int, IrqReport] = {}
     release, settled = "", False
@@ -958,8 +1034,8 @@ def parse_report(
             bdf = rest.split()[0]
             raw[bdf] = _RawFunction(dict(_KV_RE.findall(rest)))
         elif tag == "msi":
-            bdf, irq, mode = rest.split()
-            raw[bdf].msi.append((int(irq), mode))
+            bdf, irq, irq_mode = rest.split()
+            raw[bdf].msi.append((int(irq), irq_mode))
         elif tag == "cfg":
             bdf, _, hexdata = rest.partition(" ")
             raw[bdf].config = bytes.fromhex(hexdata.strip())
@@ -967,22 +1043,22 @@ def parse_report(
             bdf, index, *words = rest.split()
             addr_lo, addr_hi, data, ctrl = (int(w, 16) for w in words)
             raw[bdf].msix.append(MsixEntry(int(index), (addr_hi << 32) | addr_lo, data, ctrl))
-        elif tag == "irq":
-            number, _, kv = rest.partition(" ")
-            # "actions=" is last and may contain spaces-free comma lists only.
-            values = dict(_KV_RE.findall(kv))
-            irqs[int(number)] = IrqReport(
-                irq=int(number),
-                chip=values.get("chip", ""),
-                hwirq=_int(values.get("hwirq", "0")),
-                count=_int(values.get("count", "0")),
-                type=values.get("type", ""),
-                actions=values.get("actions", ""),
+        elif line.startswith("irq\t"):
+            cells = [*line.split("\t")[1:], "", "", "", "", "", ""]
+            number = int(cells[0])
+            irqs[number] = IrqReport(
+                irq=number,
+                chip=cells[1],
+                hwirq=_int(cells[2], -1),
+                count=_int(cells[4]),
+                type=cells[3],
+                actions=cells[5],
+                lpi=lpis.get(number),
             )
 
     interrupts = sections.get("interrupts", "")
     counts = _interrupt_counts(interrupts)
-    mappings = _parse_its_trace(trace)
+    mappings, writes = _parse_its_trace(trace)
     lpi_to_devid: dict[int, int] = {}
     for m in mappings:
         lpi_to_devid[m.lpi] = m.device_id  # the last mapping of an LPI wins
@@ -993,11 +1069,14 @@ def parse_report(
         driver = None if f.get("driver", "-") == "-" else f["driver"]
         msi_irqs = sorted(rf.msi)
         fn_irqs = tuple(
-            irqs.get(irq, IrqReport(irq=irq, chip="", hwirq=-1, count=counts.get(irq, 0)))
+            irqs.get(
+                irq,
+                IrqReport(irq=irq, chip="", hwirq=-1, count=counts.get(irq, 0), lpi=lpis.get(irq)),
+            )
             for irq, _ in msi_irqs
         )
         legacy = _int(f.get("irq", "0"))
-        modes = {mode for _, mode in msi_irqs}
+        modes = {m for _, m in msi_irqs}
         intx_count = counts.get(legacy, 0) if legacy else 0
         intx_in_use = bool(legacy) and legacy in counts and legacy not in {i for i, _ in msi_irqs}
         mode: MsiMode
@@ -1015,8 +1094,8 @@ def parse_report(
             delivered = {legacy: intx_count}
         else:
             delivered = {}
-        devids = sorted({lpi_to_devid[r.hwirq] for r in fn_irqs if r.hwirq in lpi_to_devid})
-        functions[bdf] = FunctionReport(
+        devids = sorted({lpi_to_devid[r.lpi] for r in fn_irqs if r.lpi in lpi_to_devid})
+        report = FunctionReport(
             bdf=bdf,
             vendor=_int(f.get("vendor", "0")),
             device=_int(f.get("device", "0")),
@@ -1034,8 +1113,8 @@ def parse_report(
             msi_message=_msi_message(rf.config) if mode == "msi" else None,
             its_device_ids=tuple(devids),
         )
+        functions[bdf] = dataclasses.replace(report, its_writes=writes.get(report.requester_id, 0))
 
-    dmesg = sections.get("dmesg", "")
     msi_log = tuple(line for line in dmesg.splitlines() if _MSI_LOG_RE.search(line))
     kernel_warnings = tuple(
         line for line in dmesg.splitlines() if re.search(r"WARNING:|BUG:|Oops", line)
@@ -1051,6 +1130,7 @@ def parse_report(
         settled=settled,
         boot_seconds=boot_seconds,
         its_mappings=mappings,
+        its_writes=writes,
         qemu_command=tuple(command),
         warnings=kernel_warnings,
     )

@@ -29,9 +29,14 @@ for arg in $(cat /proc/cmdline); do
 done
 
 echo "@@DTMSI stage=modprobe uptime=$(cut -d' ' -f1 /proc/uptime)"
-for f in /sys/bus/pci/devices/*/modalias; do
-	[ -r "$f" ] || continue
-	modprobe -q "$(cat "$f")" 2>/dev/null
+# There is no udev: load drivers for every modalias by hand.  The second pass
+# catches devices the first pass created (virtio-pci creates the virtio
+# device that virtio_net then binds to).
+for pass in 1 2; do
+	for f in /sys/bus/pci/devices/*/modalias /sys/bus/virtio/devices/*/modalias; do
+		[ -r "$f" ] || continue
+		modprobe -q "$(cat "$f")" 2>/dev/null
+	done
 done
 
 # Network interfaces: link up (virtio-net: config + rx refill; e1000e: link
@@ -184,9 +189,10 @@ for d in /sys/bus/pci/devices/*; do
 done
 for k in /sys/kernel/irq/*; do
 	[ -r "$k/chip_name" ] || continue
-	echo "irq ${k##*/} chip=$(cat "$k/chip_name") hwirq=$(cat "$k/hwirq")" \
-		"type=$(cat "$k/type" 2>/dev/null) count=$(irq_count "${k##*/}")" \
-		"actions=$(cat "$k/actions" 2>/dev/null)"
+	# Tab-separated: chip names and actions may contain spaces.
+	printf 'irq\t%s\t%s\t%s\t%s\t%s\t%s\n' "${k##*/}" "$(cat "$k/chip_name")" \
+		"$(cat "$k/hwirq")" "$(cat "$k/type" 2>/dev/null)" "$(irq_count "${k##*/}")" \
+		"$(cat "$k/actions" 2>/dev/null)"
 done
 echo "@@BEGIN interrupts"
 cat /proc/interrupts
