@@ -340,14 +340,26 @@ _PCI_WORDS: dict[str, ast.FunctionKind] = {
 _INTX_PINS = {"none": 0, "A": 1, "B": 2, "C": 3, "D": 4, "a": 1, "b": 2, "c": 3, "d": 4}
 
 
+def _span_key(span: Span) -> tuple[int, int, int]:
+    return (id(span.file), span.start, span.end)
+
+
 @dataclass
 class _Seen:
-    """Settings already given in one block: a second one is E109."""
+    """Settings already given in one block: a second one is E109, unless the
+    first came from a template and the second overrides it."""
 
+    # Spans of words inside template bodies: a block may override a setting
+    # that a template it uses gave (``use nic_port(64); intx B;``).
+    templated: set[tuple[int, int, int]]
     spans: dict[str, Span] = field(default_factory=dict)
 
     def once(self, key: str, span: Span) -> None:
         prev = self.spans.get(key)
+        t = self.templated
+        if prev is not None and _span_key(prev) in t and _span_key(span) not in t:
+            self.spans[key] = span
+            return
         if prev is not None:
             raise _Bad(
                 C.REPEATED_SETTING,
@@ -368,6 +380,7 @@ class Lowerer:
         self._included: set[Path] = set()
         self._stack: list[Path] = []
         self._using: list[str] = []
+        self._templated: set[tuple[int, int, int]] = set()
 
     # ------------------------------------------------------------ entry
 
@@ -474,8 +487,17 @@ class Lowerer:
                         notes=(Note("first defined here", prev),),
                     )
                 self.templates[name] = Template(name, tuple(params), st.body, span)
+                self._mark_template(st.body)
             except _Bad as b:
                 self._report(b)
+
+    def _mark_template(self, body: tuple[s.Stmt, ...]) -> None:
+        for st in body:
+            self._templated.add(_span_key(st.word_span))
+            for a in st.args:
+                self._templated.add(_span_key(a.span))
+            if st.body:
+                self._mark_template(st.body)
 
     # ------------------------------------------------------------ expansion
 
@@ -632,7 +654,7 @@ class Lowerer:
         acells, scells = 2, 2
         cpus: int | None = None
         raw: list[ast.RawNode] = []
-        seen = _Seen()
+        seen = _Seen(self._templated)
         for sub, senv in self._expand(self._block(st, "'platform'"), env):
             try:
                 b = Args(sub, senv)
@@ -694,7 +716,7 @@ class Lowerer:
                 if kind == "hypervisor"
                 else ["get-msi-32", "get-msi-64"]
             )
-            seen = _Seen()
+            seen = _Seen(self._templated)
             for sub, senv in self._expand(st.body, env):
                 try:
                     if sub.word not in allowed:
@@ -734,7 +756,7 @@ class Lowerer:
         settings: list[tuple[str, tuple[int, ...], Span]] = []
         compatible: tuple[str, ...] = ()
         props: list[ast.RawProperty] = []
-        seen = _Seen()
+        seen = _Seen(self._templated)
         for sub, senv in self._expand(st.body or (), env):
             try:
                 b = Args(sub, senv)
@@ -790,7 +812,7 @@ class Lowerer:
         intx: ast.IntxRouteDecl | None = None
         props: list[ast.RawProperty] = []
         children: list[ast.FunctionDecl] = []
-        seen = _Seen()
+        seen = _Seen(self._templated)
         for sub, senv in self._expand(self._block(st, "'host-bridge'"), env):
             try:
                 w = sub.word
@@ -927,7 +949,7 @@ class Lowerer:
         node_name: str | None = None
         props: list[ast.RawProperty] = []
         children: list[ast.FunctionDecl] = []
-        seen = _Seen()
+        seen = _Seen(self._templated)
         is_bridge = kind in ast.BRIDGE_KINDS
         for sub, senv in self._expand(st.body or (), env):
             try:
@@ -1064,7 +1086,7 @@ class Lowerer:
         bars: list[ast.BarDecl] = []
         msi = msix = None
         policy: tuple[str, Span] | None = None
-        seen = _Seen()
+        seen = _Seen(self._templated)
         for sub, senv in self._expand(self._block(st, "'sriov'"), env):
             try:
                 b = Args(sub, senv)
@@ -1115,7 +1137,7 @@ class Lowerer:
         up_front = False
         on_short = "degrade"
         on_short_span: Span | None = None
-        seen = _Seen()
+        seen = _Seen(self._templated)
         for sub, senv in self._expand(self._block(st, "'policy'"), env):
             try:
                 b = Args(sub, senv)
@@ -1252,7 +1274,7 @@ class Lowerer:
         cpus: list[int] = []
         owns: list[ast.Selector] = []
         budget: tuple[int, Span] | None = None
-        seen = _Seen()
+        seen = _Seen(self._templated)
         for sub, senv in self._expand(self._block(st, "'partition'"), env):
             try:
                 b = Args(sub, senv)

@@ -62,6 +62,8 @@ class _Item:
     fixed: int | None
     bar: m.Bar | None = None
     bridge: m.Function | None = None
+    # SR-IOV: one VF BAR of every enabled VF, consecutive (VF n at base + n * size)
+    vf_bars: list[m.Bar] | None = None
 
 
 class Resolver:
@@ -493,15 +495,20 @@ class Resolver:
     def _items(self, fns: Iterable[m.Function], res: m.ResourceClass) -> list[_Item]:
         items: list[_Item] = []
         for f in fns:
-            bars = list(f.bars)
-            if f.sriov:
-                for vf in f.sriov.vfs:
-                    bars.extend(vf.bars)
-            for b in bars:
+            for b in f.bars:
                 if b.resource != res:
                     continue
                 size = _pow2(max(b.size, 16 if b.kind != "io" else 4))
                 items.append(_Item(size, size, b.address if b.fixed else None, bar=b))
+            if f.sriov and f.sriov.vfs:
+                # The SR-IOV capability has one VF BAR per index; VF n uses
+                # base + n * size, so all VFs' copies are placed as one block.
+                for j, vb in enumerate(f.sriov.vf_bars):
+                    copies = [vf.bars[j] for vf in f.sriov.vfs]
+                    if copies[0].resource != res:
+                        continue
+                    size = _pow2(max(vb.size, 16 if vb.kind != "io" else 4))
+                    items.append(_Item(size * len(copies), size, None, vf_bars=copies))
             if f.is_bridge:
                 sub = self._items(f.children, res)
                 if sub:
@@ -545,7 +552,10 @@ class Resolver:
                 if hi > base:
                     base = _round_up(hi, it.align)
             it.fixed = base
-            if it.bar is not None:
+            if it.vf_bars is not None:
+                for n, vb in enumerate(it.vf_bars):
+                    vb.address = base + n * it.align
+            elif it.bar is not None:
                 it.bar.address = base
             else:
                 assert it.bridge is not None
@@ -567,7 +577,8 @@ class Resolver:
     def _place_bridge(self, bridge: m.Function, base: int, res: m.ResourceClass, hb: m.HostBridge,
                       dry: bool = False) -> int:
         items = self._items(bridge.children, res)
-        saved = [(i.bar, i.bar.address) for i in items if i.bar is not None] if dry else []
+        saved = ([(i.bar, i.bar.address) for i in items if i.bar is not None]
+                 + [(b, b.address) for i in items if i.vf_bars for b in i.vf_bars]) if dry else []
         end = self._layout(items, base, 1 << 64, res, hb) or base
         size = _round_up(max(end - base, 1), _GRANULE[res])
         if dry:
