@@ -131,6 +131,7 @@ class IntxRouteDecl:
     first: int
     last: int
     trigger: Literal["level", "edge"]
+    swizzle: bool  # rotate pins by slot (QEMU virt, most ECAM boards) or wire pin X to line X
     span: Span
 
 

@@ -911,9 +911,16 @@ class Lowerer:
         first, last, rspan = a.range("interrupt numbers", 0, 0xFFFFFFFF)
         if last - first + 1 not in (1, 4):
             _fail(C.BAD_VALUE, rspan, "INTx routes take 4 consecutive interrupts (one per pin) or a single shared one")
-        trig = (a.opt_word("level", "edge") or ("level", st.span))[0]
-        a.end()
-        return ast.IntxRouteDecl(ctrl, cspan, kind, first, last, cast(Literal["level", "edge"], trig), st.span)
+        trig = "level"
+        swizzle = True
+        while not a.at_end():
+            opt, _ = a.word("level", "edge", "no-swizzle")
+            if opt == "no-swizzle":
+                swizzle = False
+            else:
+                trig = opt
+        return ast.IntxRouteDecl(ctrl, cspan, kind, first, last,
+                                 cast(Literal["level", "edge"], trig), swizzle, st.span)
 
     # ------------------------------------------------------------ functions
 

@@ -287,12 +287,20 @@ class IntxRoute:
     first: int
     count: int  # 4 (one per pin, swizzled by slot) or 1 (shared)
     trigger: Literal["level", "edge"]
+    swizzle: bool
     span: Span
 
     def interrupt_for(self, slot: int, pin: int) -> int:
-        """Host-level (slot, pin) -> controller interrupt number, with the slot swizzle."""
+        """Host-level (slot, pin) -> controller interrupt number.
+
+        With ``swizzle`` the lines rotate by slot as QEMU's virt board wires
+        them (line = first + (slot + pin - 1) % 4); without it, pin X of every
+        slot goes to line X.
+        """
         if self.count == 1:
             return self.first
+        if not self.swizzle:
+            return self.first + pin - 1
         return self.first + ((slot + pin - 1) % 4)
 
 

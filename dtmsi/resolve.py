@@ -249,7 +249,7 @@ class Resolver:
                     self.error(C.INTX_SPEC, d.intx.span, "a GIC route names SPIs: 'spi A..B'")
                 else:
                     intx = m.IntxRoute(ic, d.intx.kind, d.intx.first, d.intx.last - d.intx.first + 1,
-                                       d.intx.trigger, d.intx.span)
+                                       d.intx.trigger, d.intx.swizzle, d.intx.span)
         compat = d.compatible or (("pci-host-ecam-generic",) if d.kind == "ecam" else ("IBM,Logical_PHB",))
         hb = m.HostBridge(
             d.name, d.kind, d.config_base, d.config_size, d.buid, compat,

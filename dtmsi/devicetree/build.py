@@ -297,8 +297,9 @@ class TreeBuilder:
         what = "VF" if f.kind == "vf" else f.kind
         node = Node(f"{f.node_name}@{unit_address(f)}", labels=[f.label],
                     comment=f"{f.bdf} {f.name} ({what}) - {f.span.short()}")
+        # IEEE 1275 PCI binding order: most specific first.
         node.set("compatible", Str(f"pci{_hex(f.vendor)},{_hex(f.device_id)}"),
-                 Str(f"pciclass,{f.class_code:06x}"))
+                 Str(f"pciclass,{f.class_code:06x}"), Str(f"pciclass,{f.class_code >> 8:04x}"))
         if f.is_bridge:
             node.set("device_type", Str("pci"))
         regs: list[Chunk] = [Cells((f.phys_hi_config, 0, 0, 0, 0))]
