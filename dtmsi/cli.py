@@ -82,10 +82,10 @@ def _run(input_file: str, output: str | None, fmt: str, werror: bool, warning: t
                    "dtmsi: this is a bug in dtmsi; rerun with --debug for the traceback", err=True)
         sys.exit(3)
     _emit(result.sink, fmt, werror, options.color)
-    if result.ok and report and result.machine is not None:
+    if result.ok and report and result.machine is not None and result.allocation is not None:
         from dtmsi.report import render_table
 
-        click.echo(render_table(result.machine), nl=False)
+        click.echo(render_table(result.machine, result.allocation), nl=False)
     sys.exit(0 if result.ok else 1)
 
 
@@ -121,6 +121,36 @@ def compile_cmd(input_file: str, output: str, depfile: str | None, report: bool,
     """Compile FILE.msi into device trees in DIR: system.dts/.dtb (the whole machine)
     and <partition>.dts/.dtb for every partition."""
     _run(input_file, output, fmt, werror, warning, depfile, report, color, debug)
+
+
+@main.command("report")
+@click.argument("input_file", metavar="FILE.msi", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print allocation.json instead of the table.")
+@_common
+def report_cmd(input_file: str, as_json: bool, fmt: str, werror: bool, warning: tuple[str, ...],
+               color: str, debug: bool) -> None:
+    """Print the MSI allocation of FILE.msi: per function the mechanism, vectors
+    requested and granted, controller, DeviceID/EventIDs or address/data, and why."""
+    from dtmsi.driver import compile_file
+    from dtmsi.options import CompileOptions
+
+    options = CompileOptions(input=Path(input_file), diagnostics_format=fmt,  # type: ignore[arg-type]
+                             werror=werror, silenced=_silenced(warning), color=_use_color(color))
+    try:
+        result = compile_file(options)
+    except Exception as e:
+        if debug:
+            raise
+        click.echo(f"dtmsi: internal error: {type(e).__name__}: {e}", err=True)
+        sys.exit(3)
+    _emit(result.sink, fmt, werror, options.color)
+    if not result.ok or result.machine is None or result.allocation is None:
+        sys.exit(1)
+    from dtmsi.report import render_table, to_json
+
+    click.echo(to_json(result.machine, result.allocation) if as_json
+               else render_table(result.machine, result.allocation), nl=False)
+    sys.exit(0)
 
 
 @main.command("check")

@@ -11,11 +11,15 @@ from __future__ import annotations
 import gc
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dtmsi import codes as C
 from dtmsi.artifacts import Artifact, depfile_text, write_all
 from dtmsi.diagnostics import DiagnosticSink
 from dtmsi.model import Machine
+
+if TYPE_CHECKING:
+    from dtmsi.alloc import AllocationResult
 from dtmsi.options import CompileOptions
 from dtmsi.source import BUILTIN, SourceFile, Span
 
@@ -24,6 +28,7 @@ from dtmsi.source import BUILTIN, SourceFile, Span
 class CompileResult:
     sink: DiagnosticSink
     machine: Machine | None = None
+    allocation: AllocationResult | None = None
     artifacts: list[Artifact] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
 
@@ -32,8 +37,9 @@ class CompileResult:
         return not self.sink.has_errors
 
 
-def analyse(options: CompileOptions, sink: DiagnosticSink) -> Machine | None:
-    """Source -> checked model, or None if a phase reported errors."""
+def analyse(options: CompileOptions, sink: DiagnosticSink) -> tuple[Machine, AllocationResult] | None:
+    """Source -> checked model and MSI allocation, or None if a phase reported errors."""
+    from dtmsi.alloc import allocate
     from dtmsi.checks import run_checks
     from dtmsi.lower import lower
     from dtmsi.resolve import resolve
@@ -48,7 +54,10 @@ def analyse(options: CompileOptions, sink: DiagnosticSink) -> Machine | None:
     run_checks(machine, sink)
     if sink.has_errors:
         return None
-    return machine
+    allocation = allocate(machine, sink)
+    if sink.has_errors:
+        return None
+    return machine, allocation
 
 
 def compile_file(options: CompileOptions) -> CompileResult:
@@ -66,16 +75,17 @@ def compile_file(options: CompileOptions) -> CompileResult:
 def _compile(options: CompileOptions) -> CompileResult:
     sink = DiagnosticSink(werror=options.werror, silenced=options.silenced)
     result = CompileResult(sink)
-    machine = analyse(options, sink)
-    result.machine = machine
-    if machine is None:
+    analysed = analyse(options, sink)
+    if analysed is None:
         return result
+    machine, allocation = analysed
+    result.machine, result.allocation = machine, allocation
     from dtmsi.backends import render_all
 
     base = _load_base(machine, options, sink)
     if sink.has_errors:
         return result
-    artifacts = render_all(machine, base, options, sink)
+    artifacts = render_all(machine, allocation, base, options, sink)
     if sink.has_errors:
         return result
     result.artifacts = artifacts

@@ -189,8 +189,10 @@ class Resolver:
                 c.interrupt_cells = values[0]
             elif name == "msi-cells":
                 c.msi_cells = values[0]
-        if d.kind == "gicv3-its" and d.address is None and d.from_base is None:
-            self.error(C.MISSING_SETTING, d.span, "a gicv3-its controller needs its address: '@ ADDRESS size SIZE'")
+        if d.kind == "gicv3-its" and d.address is None:
+            self.error(C.MISSING_SETTING, d.span,
+                       "a gicv3-its controller needs its address ('@ ADDRESS size SIZE'): "
+                       "MSI messages are written to its GITS_TRANSLATER register")
         if d.kind == "x86-apic":
             c.msi_address = 0xFEE00000
             if c.vectors is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 from dtmsi import codes as C
+from dtmsi.alloc import AllocationResult
 from dtmsi.artifacts import Artifact
 from dtmsi.devicetree.build import Keep, TreeBuilder, attach_raw_nodes
 from dtmsi.devicetree.dtb import render_dtb
@@ -40,9 +41,9 @@ def base_refs(machine: Machine, base: Tree | None, sink: DiagnosticSink) -> dict
     return refs
 
 
-def build_tree(machine: Machine, base: Tree | None, keep: Keep | None, refs: dict[str, str],
-               sink: DiagnosticSink) -> Tree:
-    ours = TreeBuilder(machine, keep, refs).build()
+def build_tree(machine: Machine, allocation: AllocationResult, base: Tree | None, keep: Keep | None,
+               refs: dict[str, str], sink: DiagnosticSink) -> Tree:
+    ours = TreeBuilder(machine, keep, refs, allocation).build()
     if base is not None:
         from dtmsi.devicetree.merge import merge_into
 
@@ -56,7 +57,8 @@ def build_tree(machine: Machine, base: Tree | None, keep: Keep | None, refs: dic
     return tree
 
 
-def render(machine: Machine, base: Tree | None, sink: DiagnosticSink) -> list[Artifact]:
+def render(machine: Machine, allocation: AllocationResult, base: Tree | None,
+           sink: DiagnosticSink) -> list[Artifact]:
     refs = base_refs(machine, base, sink)
     if sink.has_errors:
         return []
@@ -66,7 +68,7 @@ def render(machine: Machine, base: Tree | None, sink: DiagnosticSink) -> list[Ar
         views.append((part.name, lambda f, owned=owned: id(f) in owned))  # type: ignore[misc]
     out: list[Artifact] = []
     for name, keep in views:
-        tree = build_tree(machine, base, keep, refs, sink)
+        tree = build_tree(machine, allocation, base, keep, refs, sink)
         try:
             dtb = render_dtb(tree)
         except DeviceTreeError as e:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from dtmsi import model as m
+from dtmsi.alloc import AllocationResult
 from dtmsi.ast import RawCells, RawNode, RawProperty, RawString
 from dtmsi.devicetree.tree import Bytes, Cells, Chunk, Node, Property, Ref, Str, Tree
 
@@ -54,8 +55,10 @@ def raw_chunks(prop: RawProperty, labels: Callable[[str], str]) -> tuple[Chunk, 
 
 class TreeBuilder:
     def __init__(self, machine: m.Machine, keep: Keep | None = None,
-                 base_refs: dict[str, str] | None = None) -> None:
+                 base_refs: dict[str, str] | None = None,
+                 allocation: AllocationResult | None = None) -> None:
         self.m = machine
+        self.allocation = allocation
         self.keep: Keep = keep or (lambda f: True)
         # controller name -> label or path of its node in the base tree
         self.base_refs = base_refs or {}

@@ -1,0 +1,98 @@
+"""The allocation report: ``allocation.json`` (stable schema) and a readable table.
+
+Schema ``dtmsi-allocation/1`` (documented in README.md): one object per
+function in BDF order with its requester ID, mechanism, vectors
+requested/granted, controller, DeviceID, every message (address/data or
+EventID) and the reasons behind the decision. Numbers are JSON integers;
+keys are sorted; the file ends with a newline, so it is byte-stable.
+"""
+
+from __future__ import annotations
+
+import json
+
+from dtmsi.alloc import Allocation, AllocationResult
+from dtmsi.model import Machine
+
+SCHEMA = "dtmsi-allocation/1"
+
+
+def _function_entry(a: Allocation, machine: Machine) -> dict[str, object]:
+    f = a.function
+    owner = next((p.name for p in machine.partitions if any(x is f for x in p.functions)), None)
+    entry: dict[str, object] = {
+        "name": f.name,
+        "bdf": f.full_bdf,
+        "kind": f.kind,
+        "host_bridge": f.host.name,
+        "requester_id": f.rid,
+        "dma_alias": f.dma_alias,
+        "dma_alias_of": f.dma_alias_of.name if f.dma_alias_of else None,
+        "partition": owner,
+        "policy": a.policy.name,
+        "policy_source": a.policy_source,
+        "mechanism": a.mechanism,
+        "vectors_requested": a.requested,
+        "vectors_granted": a.granted,
+        "hardware_vectors": a.hardware_vectors,
+        "up_front": a.up_front,
+        "controller": a.controller.name if a.controller else None,
+        "device_id": a.device_id,
+        "shares_device_id_with": a.shares_device_id_with,
+        "messages": [
+            {k: v for k, v in (("vector", m.vector), ("address", m.address), ("data", m.data),
+                                ("event_id", m.event_id), ("hwirq", m.hwirq)) if v is not None}
+            for m in a.messages
+        ],
+        "reasons": a.reasons,
+        "source": f.span.short(),
+    }
+    if machine.platform.msi_mode.kind == "hypervisor":
+        entry["papr"] = {
+            "ibm,req#msi": a.req_msi,
+            "ibm,req#msi-x": a.req_msix,
+            "quota": a.quota,
+        }
+    return entry
+
+
+def to_json(machine: Machine, alloc: AllocationResult) -> str:
+    doc = {
+        "schema": SCHEMA,
+        "source": machine.source_name,
+        "msi_mode": machine.platform.msi_mode.kind,
+        "controllers": [
+            {"name": c.name, "kind": c.kind, "address": c.address, "from_base": c.from_base}
+            for c in machine.controllers
+        ],
+        "functions": [_function_entry(a, machine) for a in alloc.order],
+    }
+    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+
+
+def render_table(machine: Machine, alloc: AllocationResult) -> str:
+    rows = [("BDF", "name", "RID", "mech", "req", "got", "ctrl", "DeviceID", "messages", "why")]
+    for a in alloc.order:
+        f = a.function
+        if a.messages:
+            first, last = a.messages[0], a.messages[-1]
+            if first.event_id is not None:
+                msgs = f"EventID {first.event_id}..{last.event_id} @ {first.address:#x}"
+            else:
+                msgs = f"data {first.data:#x}..{last.data:#x} @ {first.address:#x}"
+        elif a.mechanism == "intx":
+            msgs = f"INT{'ABCD'[f.intx_pin - 1]}"
+        else:
+            msgs = "-"
+        rows.append((
+            f.full_bdf, f.name, f"{f.rid:#06x}" + (f"->{f.dma_alias:#06x}" if f.dma_alias != f.rid else ""),
+            a.mechanism, str(a.requested or "-"), str(a.granted or "-"),
+            a.controller.name if a.controller else "-",
+            f"{a.device_id:#x}" if a.device_id is not None else "-", msgs,
+            a.reasons[-1] if a.reasons else "",
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    out = []
+    for r in rows:
+        out.append("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1])
+    return "\n".join(line.rstrip() for line in out) + "\n"
