@@ -47,6 +47,7 @@ __all__ = [
     "FunctionReport",
     "Guest",
     "GuestBootError",
+    "GuestOptions",
     "HarnessError",
     "IrqReport",
     "ItsMapping",
@@ -94,6 +95,10 @@ KERNEL_ARGS: tuple[str, ...] = (
     "panic=-1",
     "iomem=relaxed",
     "loglevel=8",
+    # Probe drivers asynchronously: otherwise every module load waits for all
+    # pending async work (do_init_module), so one probe stuck on a lost
+    # interrupt (nvme) would stall every later modprobe.
+    "module.async_probe=1",
     'dyndbg="file drivers/irqchip/irq-gic-v3-its.c +p"',
 )
 
@@ -266,6 +271,7 @@ class BootReport:
     irqs: dict[int, IrqReport]  # every irq with a chip
     kernel_release: str
     settled: bool  # False: /init gave up waiting for interrupts
+    stuck_modules: tuple[str, ...]  # modaliases whose modprobe never returned
     boot_seconds: float
     its_mappings: tuple[ItsMapping, ...]
     #: requester ID -> MSI writes to GITS_TRANSLATER that QEMU saw.
@@ -355,15 +361,19 @@ class _Apt:
         self.cache = root / "cache"
 
     def options(self) -> list[str]:
-        return [
+        opts = [
             "-o", f"APT::Architecture={DEB_ARCH}",
             "-o", f"APT::Architectures={DEB_ARCH}",
             "-o", f"Dir::State::Lists={self.lists}",
             "-o", f"Dir::Cache={self.cache}",
             "-o", "Dir::State::status=/dev/null",
-            "-o", "APT::Sandbox::User=root",
             "-o", "Acquire::Retries=3",
         ]  # fmt: skip
+        if os.geteuid() == 0:
+            # The private directories belong to root; apt's _apt user could
+            # not write the downloads there.
+            opts += ["-o", "APT::Sandbox::User=root"]
+        return opts
 
     def lists_age(self) -> float | None:
         stamps = list(self.lists.glob("*Packages*"))
@@ -742,8 +752,32 @@ def _machine_args(machine: str, smp: int, memory: str) -> list[str]:
             "-display", "none"]  # fmt: skip
 
 
-def kernel_command_line(settle_s: float = 8.0, extra: Sequence[str] = ()) -> str:
-    return " ".join([*KERNEL_ARGS, f"dtmsi.settle={round(settle_s)}", *extra])
+@dataclass(frozen=True)
+class GuestOptions:
+    """What the guest's /init does; passed on the kernel command line."""
+
+    #: Give up waiting for every endpoint to deliver an interrupt after this.
+    settle_s: int = 8
+    #: The set of MSI vectors must stay unchanged this long.
+    stable_s: int = 1
+    #: Give up waiting for a round of modprobes (a probe that waits for an
+    #: interrupt that never comes) after this; the module is reported stuck.
+    probe_s: int = 5
+    #: Bring network interfaces up and send ARP broadcasts.
+    network: bool = True
+
+    def kernel_args(self) -> list[str]:
+        return [
+            f"dtmsi.settle={self.settle_s}",
+            f"dtmsi.stable={self.stable_s}",
+            f"dtmsi.probe={self.probe_s}",
+            f"dtmsi.net={int(self.network)}",
+        ]
+
+
+def kernel_command_line(options: GuestOptions = GuestOptions(), extra: Sequence[str] = ()) -> str:
+    """The kernel command line :func:`boot` passes with ``-append``."""
+    return " ".join([*KERNEL_ARGS, *options.kernel_args(), *extra])
 
 
 def qemu_command(
@@ -756,15 +790,17 @@ def qemu_command(
     smp: int = 1,
     memory: str = MEMORY,
     trace_log: Path | None = None,
-    settle_s: float = 8.0,
+    options: GuestOptions = GuestOptions(),
     extra_args: Sequence[str] = (),
     kernel_args: Sequence[str] = (),
 ) -> list[str]:
     """The exact qemu-system-aarch64 argv :func:`boot` runs."""
+    if "," in str(serial_log):
+        raise HarnessError(f"QEMU cannot take a serial log path with a comma: {serial_log}")
     cmd = [QEMU, *_machine_args(machine, smp, memory), "-no-reboot",
            "-serial", f"file:{serial_log}",
            "-kernel", str(guest.kernel), "-initrd", str(guest.initrd), "-dtb", str(dtb),
-           "-append", kernel_command_line(settle_s, kernel_args)]  # fmt: skip
+           "-append", kernel_command_line(options, kernel_args)]  # fmt: skip
     if trace_log is not None:
         for event in ITS_TRACE_EVENTS:
             cmd += ["-trace", f"enable={event}"]
@@ -837,7 +873,7 @@ def boot(
     *,
     smp: int = 1,
     memory: str = MEMORY,
-    settle_s: float = 8.0,
+    options: GuestOptions = GuestOptions(),
     extra_args: Sequence[str] = (),
     kernel_args: Sequence[str] = (),
     keep_dir: Path | None = None,
@@ -845,10 +881,12 @@ def boot(
     """Boot ``guest`` on ``dtb`` with the given PCI devices and read its report.
 
     ``qemu_devices`` are ``-device`` values ("e1000e,addr=02.0") or a full
-    argv fragment starting with "-device".  ``settle_s`` bounds how long
-    /init waits for every endpoint to deliver an interrupt.  ``keep_dir``
-    keeps the serial log and QEMU's ITS trace there.  Raises
-    :class:`GuestBootError` when the guest panics, hangs or prints no report.
+    argv fragment starting with "-device"; ``extra_args`` go to QEMU as they
+    are (e.g. ``-netdev``/``-drive`` backends), ``kernel_args`` to the kernel.
+    ``smp`` and ``memory`` must agree with the tree's /cpus (QEMU rewrites
+    /memory itself).  ``keep_dir`` keeps the serial log and QEMU's ITS trace.
+    Raises :class:`GuestBootError` when the guest panics before its report,
+    hangs past ``timeout_s`` or prints no complete report.
     """
     require_tools(QEMU)
     dtb = Path(dtb)
@@ -863,7 +901,7 @@ def boot(
             stale.unlink(missing_ok=True)
         cmd = qemu_command(
             guest, dtb, qemu_devices, serial_log, machine=machine, smp=smp, memory=memory,
-            trace_log=trace_log, settle_s=settle_s, extra_args=extra_args,
+            trace_log=trace_log, options=options, extra_args=extra_args,
             kernel_args=kernel_args,
         )  # fmt: skip
         start = time.monotonic()
@@ -888,11 +926,14 @@ def boot(
         raise GuestBootError(
             f"QEMU exited with code {proc.returncode}: {qemu_stderr.strip()}", log, cmd
         )
-    if "Kernel panic" in log:
+    if "Kernel panic" in log.split(REPORT_END, 1)[0]:
         raise GuestBootError("the guest kernel panicked", log, cmd)
     if REPORT_BEGIN not in log or REPORT_END not in log:
         raise GuestBootError("the guest printed no complete report", log, cmd)
-    return parse_report(log, trace, elapsed, cmd)
+    try:
+        return parse_report(log, trace, elapsed, cmd)
+    except (ValueError, KeyError, IndexError) as exc:
+        raise GuestBootError(f"the guest's report does not parse: {exc!r}", log, cmd) from exc
 
 
 # --------------------------------------------------------------------------
@@ -1024,12 +1065,15 @@ def parse_report(
     raw: dict[str, _RawFunction] = {}
     irqs: dict[int, IrqReport] = {}
     release, settled = "", False
+    stuck: list[str] = []
     for line in plain:
         tag, _, rest = line.partition(" ")
         if tag == "uname":
             release = rest.strip()
         elif tag == "settled":
             settled = rest.strip() == "yes"
+        elif tag == "stuck":
+            stuck.append(rest.strip())
         elif tag == "fn":
             bdf = rest.split()[0]
             raw[bdf] = _RawFunction(dict(_KV_RE.findall(rest)))
@@ -1128,6 +1172,7 @@ def parse_report(
         irqs=irqs,
         kernel_release=release,
         settled=settled,
+        stuck_modules=tuple(stuck),
         boot_seconds=boot_seconds,
         its_mappings=mappings,
         its_writes=writes,

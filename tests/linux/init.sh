@@ -11,6 +11,9 @@
 # Kernel command line options read here:
 #   dtmsi.settle=S   give up waiting for interrupts after S seconds (default 8)
 #   dtmsi.stable=S   the vector set must stay unchanged this long (default 1)
+#   dtmsi.probe=S    give up waiting for the modprobes after S seconds
+#                    (default 5; a module still loading is reported as stuck)
+#   dtmsi.net=0      leave network interfaces down (no traffic)
 
 /bin/busybox --install -s
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
@@ -21,45 +24,77 @@ mkdir -p /tmp /run
 
 settle=8
 stable_need=1
+probe=5
+net=1
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
 	dtmsi.settle=*) settle=${arg#*=} ;;
 	dtmsi.stable=*) stable_need=${arg#*=} ;;
+	dtmsi.probe=*) probe=${arg#*=} ;;
+	dtmsi.net=*) net=${arg#*=} ;;
 	esac
 done
 
 echo "@@DTMSI stage=modprobe uptime=$(cut -d' ' -f1 /proc/uptime)"
-# There is no udev: load drivers for every modalias by hand.  The second pass
-# catches devices the first pass created (virtio-pci creates the virtio
-# device that virtio_net then binds to).
-for pass in 1 2; do
+# There is no udev: load the driver of every modalias by hand, rescanning
+# until no new device turns up (virtio-pci creates the virtio device that
+# virtio_net then binds to).  Each modprobe runs in the background and the
+# kernel probes asynchronously (module.async_probe=1 on the command line): a
+# probe that waits for an interrupt which never comes (nvme's admin queue
+# when MSIs go astray) must not stall the other drivers or the report.  A
+# modprobe still running after dtmsi.probe seconds is reported as stuck.
+seen=" "
+pids=
+quiet=0
+t=0
+while [ "$t" -lt $((probe * 4)) ]; do
+	new=0
 	for f in /sys/bus/pci/devices/*/modalias /sys/bus/virtio/devices/*/modalias; do
 		[ -r "$f" ] || continue
-		modprobe -q "$(cat "$f")" 2>/dev/null
+		a=$(cat "$f")
+		case "$seen" in *" $a "*) continue ;; esac
+		seen="$seen$a "
+		new=1
+		modprobe -q "$a" 2>/dev/null &
+		pids="$pids $!:$a"
 	done
+	alive=0
+	for pa in $pids; do
+		kill -0 "${pa%%:*}" 2>/dev/null && alive=1
+	done
+	if [ "$new" = 0 ] && [ "$alive" = 0 ]; then
+		quiet=$((quiet + 1))
+		[ "$quiet" -ge 2 ] && break
+	else
+		quiet=0
+	fi
+	sleep 0.25
+	t=$((t + 1))
+done
+stuck=
+for pa in $pids; do
+	kill -0 "${pa%%:*}" 2>/dev/null && stuck="$stuck ${pa#*:}"
 done
 
-# Network interfaces: link up (virtio-net: config + rx refill; e1000e: link
-# state change on the "other" vector and its 2 s watchdog's software
-# interrupt), an address and some broadcast traffic so that transmit
-# completions raise interrupts too.
 echo "@@DTMSI stage=netup uptime=$(cut -d' ' -f1 /proc/uptime)"
-ip link set lo up
-n=0
-for d in /sys/class/net/*; do
-	ifc=${d##*/}
-	[ "$ifc" = lo ] && continue
-	[ -e "$d/device" ] || continue
-	n=$((n + 1))
-	ip link set "$ifc" up
-	ip addr add "10.99.$n.2/24" dev "$ifc" 2>/dev/null
-done
-for d in /sys/class/net/*; do
-	ifc=${d##*/}
-	[ "$ifc" = lo ] && continue
-	[ -e "$d/device" ] || continue
-	arping -q -c 2 -w 2 -I "$ifc" 10.99.250.1 >/dev/null 2>&1 &
-done
+if [ "$net" != 0 ]; then
+	ip link set lo up
+	n=0
+	for d in /sys/class/net/*; do
+		ifc=${d##*/}
+		[ "$ifc" = lo ] && continue
+		[ -e "$d/device" ] || continue
+		n=$((n + 1))
+		ip link set "$ifc" up
+		ip addr add "10.99.$n.2/24" dev "$ifc" 2>/dev/null
+	done
+	for d in /sys/class/net/*; do
+		ifc=${d##*/}
+		[ "$ifc" = lo ] && continue
+		[ -e "$d/device" ] || continue
+		arping -q -c 2 -w 2 -I "$ifc" 10.99.250.1 >/dev/null 2>&1 &
+	done
+fi
 
 irq_count() {
 	c=0
@@ -168,6 +203,9 @@ echo "@@DTMSI-REPORT-BEGIN 1"
 echo "uname $(uname -r)"
 echo "uptime $(cut -d' ' -f1 /proc/uptime)"
 echo "settled $settled"
+for a in $stuck; do
+	echo "stuck $a"
+done
 for d in /sys/bus/pci/devices/*; do
 	bdf=${d##*/}
 	drv=-
@@ -201,4 +239,10 @@ echo "@@BEGIN dmesg"
 dmesg
 echo "@@END dmesg"
 echo "@@DTMSI-REPORT-END"
-poweroff -f
+# A clean power-off runs every driver's shutdown, which waits for a probe
+# that is still stuck; after a few seconds reboot at once (sysrq b: no
+# device shutdown), which QEMU's -no-reboot turns into an exit as well.
+poweroff -f &
+sleep 3
+echo "@@DTMSI poweroff did not finish; sysrq reboot"
+echo b >/proc/sysrq-trigger

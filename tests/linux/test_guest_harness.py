@@ -5,7 +5,10 @@ three PCI functions and checks what Linux did with their interrupts:
 
 * on QEMU's own tree every function runs MSI-X and interrupts are delivered;
 * without ``msi-map`` every function falls back to INTx (the check can fail);
-* our board base tree plus QEMU's host-bridge node boots just like QEMU's own.
+* with an ``msi-map`` that offsets the DeviceIDs Linux still enables MSI-X,
+  but no interrupt is ever delivered: only the "delivered" check sees it;
+* our board base tree plus QEMU's host-bridge node boots just like QEMU's own;
+* a guest that panics or hangs fails with its serial log in the message.
 
 The vector counts below are what the kernel actually allocated; the
 compiler's MSI allocation must predict them.
@@ -15,13 +18,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import libfdt
 import pytest
 
-from .fdtedit import canonical, compile_dts, delete_property, graft_node
+from .fdtedit import canonical, compile_dts, delete_property, get_property, graft_node
 from .guest import (
+    MAX_DTB_SIZE,
     BootReport,
     FunctionReport,
     Guest,
+    GuestBootError,
+    GuestOptions,
+    HarnessError,
     boot,
     dump_qemu_dtb,
     pack_dtb,
@@ -115,6 +123,68 @@ def test_without_msi_map_every_function_falls_back_to_intx(
         report.msi_log
     )
     assert not report.its_writes
+
+
+@pytest.mark.linux
+def test_msi_map_with_an_offset_enables_msix_but_delivers_nothing(
+    guest: Guest, qemu_dtb: bytes, tmp_path: Path
+) -> None:
+    """DeviceID = RID + 0x100: Linux obeys the map, QEMU's ITS keys on the real RID."""
+    cells = get_property(qemu_dtb, PCIE, "msi-map")
+    assert cells is not None and len(cells) == 16
+    rid_base, its, msi_base, length = (
+        int.from_bytes(cells[i : i + 4], "big") for i in range(0, 16, 4)
+    )
+    assert (rid_base, msi_base) == (0, 0)
+    fdt = libfdt.Fdt(bytearray(qemu_dtb))
+    offset_map = b"".join(v.to_bytes(4, "big") for v in (0, its, 0x100, length))
+    fdt.setprop(fdt.path_offset(PCIE), "msi-map", offset_map)
+    tree = bytes(fdt.as_bytearray())
+    report = boot(
+        guest,
+        _write(tmp_path, "msi-map-offset.dtb", tree),
+        DEVICES,
+        options=GuestOptions(settle_s=3),
+    )
+    assert not report.settled, report.summary()
+    for bdf in EXPECTED:
+        fn = report.function(bdf)
+        assert fn.msi_mode == "msix" and fn.vectors > 0, report.summary()
+        assert fn.its_device_ids == (fn.requester_id + 0x100,), report.summary()
+        assert fn.total_delivered == 0, report.summary()
+        # The device did write its MSIs, tagged with its real requester ID.
+        assert fn.its_writes > 0, report.summary()
+
+
+@pytest.mark.linux
+def test_a_guest_that_panics_fails_with_its_serial_log(
+    guest: Guest, qemu_dtb: bytes, tmp_path: Path
+) -> None:
+    dtb = _write(tmp_path, "qemu.dtb", qemu_dtb)
+    with pytest.raises(GuestBootError, match=r"(?s)panicked.*Unable to mount root fs"):
+        boot(guest, dtb, DEVICES, kernel_args=["rdinit=/no-such-init"])
+
+
+@pytest.mark.linux
+def test_a_guest_that_hangs_fails_after_the_time_limit(
+    guest: Guest, qemu_dtb: bytes, tmp_path: Path
+) -> None:
+    dtb = _write(tmp_path, "qemu.dtb", qemu_dtb)
+    with pytest.raises(GuestBootError, match="did not power off within 2 s") as failure:
+        boot(guest, dtb, DEVICES, timeout_s=2)
+    assert "last lines of the serial log" in str(failure.value)
+    assert "Booting Linux" in failure.value.log
+
+
+def test_a_dtb_too_big_for_qemu_is_refused_before_booting(
+    guest: Guest, qemu_dtb: bytes, tmp_path: Path
+) -> None:
+    """QEMU doubles the -dtb buffer; past 2 MiB arm64 Linux hangs silently."""
+    fdt = libfdt.Fdt(bytearray(qemu_dtb))
+    fdt.resize(MAX_DTB_SIZE + 1)
+    dtb = _write(tmp_path, "padded.dtb", bytes(fdt.as_bytearray()))
+    with pytest.raises(HarnessError, match="pack it"):
+        boot(guest, dtb, DEVICES)
 
 
 def test_base_tree_compiles_without_warnings() -> None:
