@@ -474,7 +474,13 @@ def _lower(tree: lark.Tree[lark.Token], filename: str, text: str) -> list[object
         def body_file(self, meta: lark.tree.Meta, c: list[object]) -> list[object]:
             return c
 
-    result = Lower().transform(tree)
+    try:
+        result = Lower().transform(tree)
+    except lark.exceptions.VisitError as e:
+        # Lark wraps what a callback raises; ours are already well formed.
+        if isinstance(e.orig_exc, BaseTreeError):
+            raise e.orig_exc from None
+        raise
     assert isinstance(result, list)
     return result
 

@@ -11,7 +11,9 @@ import pytest
 DtcRun = Callable[..., bytes]
 
 
-def run_dtc(source: str | bytes, *args: str, in_format: str = "dts", out_format: str = "dtb") -> bytes:
+def run_dtc(
+    source: str | bytes, *args: str, in_format: str = "dts", out_format: str = "dtb"
+) -> bytes:
     """dtc's output for ``source``; fails the test on any error or warning."""
     data = source.encode("utf-8") if isinstance(source, str) else source
     proc = subprocess.run(

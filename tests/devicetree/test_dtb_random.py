@@ -24,7 +24,7 @@ NODE_NAMES = st.from_regex(r"n[a-z0-9,._+-]{0,6}", fullmatch=True)
 LABELS = [f"lbl{i}" for i in range(12)]
 
 texts = st.text(
-    st.characters(min_codepoint=1, max_codepoint=0x3FF, exclude_categories=("Cs",)), max_size=12
+    st.characters(min_codepoint=1, max_codepoint=0x3FF, exclude_categories=["Cs"]), max_size=12
 )
 
 
@@ -37,11 +37,14 @@ def trees(draw: st.DrawFn) -> Tree:
 
     def make(name: str, path: str, depth: int) -> Node:
         node = Node(name)
-        if free_labels and draw(st.booleans()):
+        label_it: bool = draw(st.booleans())
+        if free_labels and label_it:
             node.labels.append(free_labels.pop())
         nodes.append((path, node))
         if depth < 4:
-            names = draw(st.lists(NODE_NAMES, max_size=4 if depth < 2 else 2, unique=True))
+            names: list[str] = draw(
+                st.lists(NODE_NAMES, max_size=4 if depth < 2 else 2, unique=True)
+            )
             prefix = path if path != "/" else ""
             node.children = [make(n, f"{prefix}/{n}", depth + 1) for n in names]
         return node
@@ -66,9 +69,7 @@ def trees(draw: st.DrawFn) -> Tree:
         ),
         st.builds(Str, texts),
         st.builds(Bytes, st.binary(max_size=6)),
-        st.sampled_from(nodes).map(
-            lambda pn: PathRef(pn[1].labels[0] if pn[1].labels else pn[0])
-        ),
+        st.sampled_from(nodes).map(lambda pn: PathRef(pn[1].labels[0] if pn[1].labels else pn[0])),
     )
 
     for _, node in nodes:

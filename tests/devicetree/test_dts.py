@@ -122,7 +122,8 @@ def test_properties_before_subnodes_and_tabs() -> None:
     a = t.root.add_child(Node("a"))
     a.add_child(Node("b")).set("x", u32(1))
     a.set("y", u32(2))
-    assert render_dts(t).endswith("\ta {\n\t\ty = <2>;\n\n\t\tb {\n\t\t\tx = <1>;\n\t\t};\n\t};\n};\n")
+    expected = "\ta {\n\t\ty = <2>;\n\n\t\tb {\n\t\t\tx = <1>;\n\t\t};\n\t};\n};\n"
+    assert render_dts(t).endswith(expected)
 
 
 def test_deterministic() -> None:
