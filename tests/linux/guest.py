@@ -1,19 +1,22 @@
 """Let the real Linux kernel judge a device tree.
 
 Boots Debian's arm64 kernel under ``qemu-system-aarch64`` (software
-emulation) on a DTB we provide, with a small initramfs whose ``/init``
-(``init.sh`` beside this file) loads the PCI drivers, makes every device raise
-interrupts and prints a report: per PCI function the driver, the MSI/MSI-X
-vectors Linux allocated, their irq chip and hwirq (the ITS LPI), the number of
-interrupts actually delivered, and the MSI-X table as the kernel programmed it.
-QEMU's own ITS trace adds the DeviceID the guest mapped for every LPI.
+emulation, QEMU's ``virt`` machine) on a DTB we provide, with a small
+initramfs whose ``/init`` (``init.sh`` beside this file) loads the PCI
+drivers, makes every device raise interrupts and prints a report.  Per PCI
+function it says: the driver, the MSI/MSI-X vectors Linux allocated, each
+vector's irq chip, hwirq and ITS LPI, the interrupts actually delivered, the
+INTx line, the MSI-X table as the kernel programmed it and config space.
+QEMU's own ITS trace adds the DeviceID the guest mapped for every LPI and the
+MSI writes each requester ID made.
 
 Public API::
 
-    guest = ensure_guest(cache_dir)          # download + build once, cached
-    report = boot(guest, dtb, ["-device", ...] or ["virtio-net-pci,addr=01.0", ...])
-    report.functions["0000:00:01.0"].msi_mode == "msix"
-    qemu_tree = dump_qemu_dtb(devices)       # QEMU's own DTB for the same options
+    guest = ensure_guest(cache_dir)            # download + build once, cached
+    report = boot(guest, dtb, ["virtio-net-pci,addr=01.0", "nvme,serial=x,addr=03.0"])
+    fn = report.function("00:01.0")
+    fn.msi_mode, fn.vectors, fn.delivered, fn.its_device_ids
+    qemu_tree = dump_qemu_dtb(devices)         # QEMU's own DTB for the same options
 
 Everything runs as subprocesses with explicit time limits; a missing tool is
 a :class:`HarnessError` naming the Debian package to install.
@@ -68,9 +71,9 @@ QEMU = "qemu-system-aarch64"
 CPU = "cortex-a57"
 MEMORY = "1G"
 
-#: Kernel modules put into the initramfs (with their dependencies).  The
-#: brief's devices (virtio-net, e1000e, nvme) plus a few QEMU devices that
-#: topologies commonly use: virtio-blk, e1000 (conventional PCI, no MSI).
+#: Kernel modules put into the initramfs (with their dependencies): drivers
+#: for QEMU's virtio-net-pci, e1000e and nvme, plus virtio-blk and e1000
+#: (a conventional PCI NIC without MSI) for topologies that want them.
 DEFAULT_MODULES: tuple[str, ...] = (
     "virtio_pci",
     "virtio_net",
@@ -237,7 +240,7 @@ class FunctionReport:
     vectors: int  # MSI/MSI-X vectors allocated (0 for INTx/none)
     irqs: tuple[IrqReport, ...]  # the MSI/MSI-X irqs, in irq order
     delivered: dict[int, int]  # irq -> interrupts delivered (MSI irqs, else the INTx irq)
-    hwirqs: dict[int, int]  # irq -> hwirq (LPI for ITS-MSI)
+    hwirqs: dict[int, int]  # irq -> hwirq (ITS-MSI: msi_index | RID << 11)
     intx_irq: int | None  # the function's legacy irq when it has one
     intx_count: int  # interrupts on that legacy irq (shared lines add up)
     config: bytes  # first 256 bytes of config space
@@ -298,6 +301,7 @@ class BootReport:
                 f"mode={fn.msi_mode} vectors={fn.vectors} delivered={fn.delivered} "
                 f"devids={[hex(d) for d in fn.its_device_ids]}"
             )
+        lines.append(f"settled={self.settled} stuck={list(self.stuck_modules)}")
         lines.extend(self.msi_log)
         return "\n".join(lines)
 
