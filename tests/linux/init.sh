@@ -35,6 +35,13 @@ for arg in $(cat /proc/cmdline); do
 	esac
 done
 
+# Centiseconds since boot (/proc/uptime has two decimals; the "1" prefix
+# keeps a fraction like "08" from being read as octal): loop deadlines.
+now_cs() {
+	read -r up _ </proc/uptime
+	echo $((${up%.*} * 100 + 1${up#*.} - 100))
+}
+
 echo "@@DTMSI stage=modprobe uptime=$(cut -d' ' -f1 /proc/uptime)"
 # There is no udev: load the driver of every modalias by hand, rescanning
 # until no new device turns up (virtio-pci creates the virtio device that
@@ -43,11 +50,11 @@ echo "@@DTMSI stage=modprobe uptime=$(cut -d' ' -f1 /proc/uptime)"
 # probe that waits for an interrupt which never comes (nvme's admin queue
 # when MSIs go astray) must not stall the other drivers or the report.  A
 # modprobe still running after dtmsi.probe seconds is reported as stuck.
+# (The settle loop below keeps calling load_new, so a device that a slow
+# asynchronous probe creates late still gets its driver.)
 seen=" "
 pids=
-quiet=0
-t=0
-while [ "$t" -lt $((probe * 4)) ]; do
+load_new() {
 	new=0
 	for f in /sys/bus/pci/devices/*/modalias /sys/bus/virtio/devices/*/modalias; do
 		[ -r "$f" ] || continue
@@ -58,6 +65,11 @@ while [ "$t" -lt $((probe * 4)) ]; do
 		modprobe -q "$a" 2>/dev/null &
 		pids="$pids $!:$a"
 	done
+}
+quiet=0
+deadline=$(($(now_cs) + probe * 100))
+while [ "$(now_cs)" -lt "$deadline" ]; do
+	load_new
 	alive=0
 	for pa in $pids; do
 		kill -0 "${pa%%:*}" 2>/dev/null && alive=1
@@ -69,32 +81,31 @@ while [ "$t" -lt $((probe * 4)) ]; do
 		quiet=0
 	fi
 	sleep 0.25
-	t=$((t + 1))
-done
-stuck=
-for pa in $pids; do
-	kill -0 "${pa%%:*}" 2>/dev/null && stuck="$stuck ${pa#*:}"
 done
 
-echo "@@DTMSI stage=netup uptime=$(cut -d' ' -f1 /proc/uptime)"
-if [ "$net" != 0 ]; then
-	ip link set lo up
-	n=0
+# Network interfaces: link up (virtio-net: tx completions of the IPv6
+# autoconfiguration packets; e1000e: link state change on the "other" vector,
+# the watchdog's software interrupt on rx, tx completions), an address and
+# ARP broadcasts so that transmit completions raise interrupts.  Called again
+# from the settle loop for interfaces whose driver came late.
+upped=" "
+n=0
+net_up_new() {
+	[ "$net" != 0 ] || return 0
 	for d in /sys/class/net/*; do
 		ifc=${d##*/}
-		[ "$ifc" = lo ] && continue
 		[ -e "$d/device" ] || continue
+		case "$upped" in *" $ifc "*) continue ;; esac
+		upped="$upped$ifc "
 		n=$((n + 1))
 		ip link set "$ifc" up
 		ip addr add "10.99.$n.2/24" dev "$ifc" 2>/dev/null
+		arping -q -c 2 -w 2 -I "$ifc" "10.99.$n.1" >/dev/null 2>&1 &
 	done
-	for d in /sys/class/net/*; do
-		ifc=${d##*/}
-		[ "$ifc" = lo ] && continue
-		[ -e "$d/device" ] || continue
-		arping -q -c 2 -w 2 -I "$ifc" 10.99.250.1 >/dev/null 2>&1 &
-	done
-fi
+}
+echo "@@DTMSI stage=netup uptime=$(cut -d' ' -f1 /proc/uptime)"
+[ "$net" != 0 ] && ip link set lo up
+net_up_new
 
 irq_count() {
 	c=0
@@ -143,26 +154,27 @@ all_delivered() {
 
 echo "@@DTMSI stage=settle uptime=$(cut -d' ' -f1 /proc/uptime)"
 prev=
-same=0
-ticks=0
-limit=$((settle * 4))
-need=$((stable_need * 4))
-while [ "$ticks" -lt "$limit" ]; do
+same_since=$(now_cs)
+settled=no
+deadline=$((same_since + settle * 100))
+while [ "$(now_cs)" -lt "$deadline" ]; do
+	load_new
+	net_up_new
 	s=$(signature)
-	if [ "$s" = "$prev" ]; then
-		same=$((same + 1))
-	else
-		same=0
+	if [ "$s" != "$prev" ]; then
 		prev=$s
+		same_since=$(now_cs)
 	fi
-	if [ "$same" -ge "$need" ] && all_delivered; then
+	if [ $(($(now_cs) - same_since)) -ge $((stable_need * 100)) ] && all_delivered; then
+		settled=yes
 		break
 	fi
 	sleep 0.25
-	ticks=$((ticks + 1))
 done
-settled=yes
-[ "$ticks" -ge "$limit" ] && settled=no
+stuck=
+for pa in $pids; do
+	kill -0 "${pa%%:*}" 2>/dev/null && stuck="$stuck ${pa#*:}"
+done
 
 cfg_byte() {
 	od -An -tu1 -j "$2" -N1 "$1/config" | tr -d ' '
