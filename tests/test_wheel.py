@@ -120,4 +120,4 @@ def test_installed_script_reproduces_the_golden_files(venv: Path, tmp_path: Path
         _run([venv / "bin" / "dtmsi", "compile", f"examples/{name}/{name}.msi", "-o", out],
              cwd=tmp_path, what=f"the installed dtmsi compiling {name}")
         dts = {p.name: p.read_text() for p in out.glob("*.dts")}
-        assert dts == golden_files(name), f"{name}: the installed dtmsi differs from the golden files"
+        assert dts == golden_files(name), f"{name}: installed dtmsi differs from the golden files"
