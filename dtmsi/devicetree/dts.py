@@ -38,18 +38,17 @@ def _ref_text(target: str) -> str:
     return "&{" + target + "}" if target.startswith("/") else "&" + target
 
 
-def _cell_text(value: Cell) -> str:
-    if isinstance(value, Ref):
-        return _ref_text(value.target)
-    return str(value) if 0 <= value < 10 else hex(value)
-
-
 def _cells_body(values: tuple[Cell, ...], small_get: Callable[[Cell], str | None]) -> str:
     # Values are not range-checked here: render_dtb is the validator.
     try:
         return " ".join([small_get(v) or hex(v) for v in values])  # type: ignore[arg-type]
     except TypeError:  # a reference
-        return " ".join([_cell_text(v) for v in values])
+        return " ".join(
+            [
+                _ref_text(v.target) if isinstance(v, Ref) else small_get(v) or hex(v)
+                for v in values
+            ]
+        )
 
 
 def _cells_text(chunk: Cells, small_get: Callable[[Cell], str | None]) -> str:
@@ -161,36 +160,49 @@ def _node_lines(node: Node, depth: int, out: list[str]) -> None:
     if comment is not None and "\n" in comment:
         out.extend(_block_comment(comment, indent))
     if depth == 0:
-        append("/ {")
+        head = "/ {"
     elif node.labels:
-        append(indent + _labels_text(node.labels) + node.name + " {")
+        head = f"{indent}{_labels_text(node.labels)}{node.name} {{"
     else:
-        append(indent + node.name + " {")
+        head = f"{indent}{node.name} {{"
     if comment is not None and "\n" not in comment:
-        append("\t/* " + _comment_text(comment) + " */\n")
+        append(f"{head}\t/* {_comment_text(comment)} */\n")
     else:
-        append("\n")
+        append(head + "\n")
     inner = indent + "\t"
+    # Room left on a line once the indentation (tabs of 8 columns) is taken.
+    room = _LONG_LINE - 8 * (depth + 1)
     small_get = _small_numbers().get
     for prop in node.properties:
         chunks = prop.chunks
         # Fast paths for the bulk of a large tree: no comment, no label.
-        if prop.comment is None and not prop.labels and not prop.chunk_comments:
-            if len(chunks) == 1:
-                chunk = chunks[0]
-                if type(chunk) is Cells and chunk.bits == 32:
-                    append(f"{inner}{prop.name} = <{_cells_body(chunk.values, small_get)}>;\n")
-                    continue
-                if type(chunk) is Str:
-                    append(f"{inner}{prop.name} = {_string_text(chunk.text)};\n")
-                    continue
-            elif chunks:
-                texts = [_chunk_text(c, small_get) for c in chunks]
-                line = f"{inner}{prop.name} = {', '.join(texts)};"
-                if len(line) + 7 * depth <= _LONG_LINE - 7:
-                    append(line + "\n")
-                    continue
-        _property_lines(prop, inner, depth + 1, out)
+        if prop.comment is not None or prop.labels or prop.chunk_comments:
+            _property_lines(prop, inner, depth + 1, out)
+            continue
+        name = prop.name
+        if len(chunks) == 1:
+            chunk = chunks[0]
+            if type(chunk) is Cells and chunk.bits == 32:
+                append(f"{inner}{name} = <{_cells_body(chunk.values, small_get)}>;\n")
+            elif type(chunk) is Str:
+                append(f"{inner}{name} = {_string_text(chunk.text)};\n")
+            else:
+                append(f"{inner}{name} = {_chunk_text(chunk, small_get)};\n")
+        elif chunks:
+            texts = [
+                f"<{_cells_body(c.values, small_get)}>"
+                if type(c) is Cells and c.bits == 32
+                else _chunk_text(c, small_get)
+                for c in chunks
+            ]
+            body = ", ".join(texts)
+            if len(name) + len(body) + 4 <= room:
+                append(f"{inner}{name} = {body};\n")
+            else:  # one chunk per line, aligned under the first
+                cont = ",\n" + inner + " " * (len(name) + 3)
+                append(f"{inner}{name} = {cont.join(texts)};\n")
+        else:
+            append(f"{inner}{name};\n")
     first = not node.properties
     for child in node.children:
         if not first:
