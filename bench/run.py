@@ -237,7 +237,8 @@ def table(rows: list[Row]) -> list[list[str]]:
     for r in rows:
         body.append([
             f"{r.size}", _fmt_s(r.dtmsi), _fmt_mb(r.dtmsi), _fmt_s(r.dtc), _fmt_mb(r.dtc),
-            f"{r.ratio:.3f}" if r.dtc.runs and r.dtmsi.runs else "-",
+            (("<" if r.dtc.timed_out else "") + f"{r.ratio:.3f}") if r.dtc.runs and r.dtmsi.runs
+            else "-",
             f"{r.us_per_function:.1f}" if r.dtmsi.runs else "-",
             f"{len(r.dtmsi.runs)}/{len(r.dtc.runs)}",
             f"{r.dts_bytes / 1e6:.1f}" if r.dts_bytes else "-",
