@@ -489,7 +489,7 @@ class _Writer:
             else:
                 begin = node_begins.get(node.name)
                 append(begin if begin is not None else self.node_begin(node))
-            if node.labels:
+            if node.labels and not self.labels_complete:
                 for label in node.labels:
                     self.register_node_label(label, node)
             props = node.properties
