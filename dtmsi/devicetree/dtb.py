@@ -326,7 +326,11 @@ class _Writer:
         values: dict[str, int] = {}
         for name, data, has_ref in self.pending_special:
             if has_ref:
-                continue  # "phandle = <&self>": allocated when the reference is fixed up
+                # "phandle = <&self>" asks for one to be allocated, as a
+                # reference would; a reference to another node is nonsense.
+                if any(self.lookup(node, ref) is not node for ref in self.prop_refs(node, name)):
+                    self.error(node, f"{name} is a reference to another node")
+                continue
             if len(data) != 4:
                 self.error(node, f"bad length ({len(data)}) {name} property")
                 continue
@@ -362,6 +366,19 @@ class _Writer:
         self.assigned.setdefault(nid, value)
         self.used.add(value)
 
+    @staticmethod
+    def prop_refs(node: Node, name: str) -> list[str]:
+        prop = node.prop(name)
+        if prop is None:
+            return []
+        return [
+            v.target
+            for c in prop.chunks
+            if isinstance(c, Cells)
+            for v in c.values
+            if isinstance(v, Ref)
+        ]
+
     # -- values --------------------------------------------------------------
 
     def encode(self, node: Node, prop: Property) -> tuple[bytes, bool]:
@@ -369,20 +386,15 @@ class _Writer:
         out: list[bytes] = []
         has_ref = False
         for chunk in prop.chunks:
-            kind = type(chunk)
-            if kind is Cells:
-                assert isinstance(chunk, Cells)
+            if isinstance(chunk, Cells):
                 data, refs = self.encode_cells(node, prop, chunk)
                 out.append(data)
                 has_ref = has_ref or refs
-            elif kind is Str:
-                assert isinstance(chunk, Str)
+            elif isinstance(chunk, Str):
                 out.append(chunk.text.encode("utf-8") + b"\0")
-            elif kind is Bytes:
-                assert isinstance(chunk, Bytes)
+            elif isinstance(chunk, Bytes):
                 out.append(bytes(chunk.data))
-            elif kind is PathRef:
-                assert isinstance(chunk, PathRef)
+            elif isinstance(chunk, PathRef):
                 target = self.lookup(node, chunk.target)
                 if target is not None:
                     self.ensure_paths()

@@ -457,3 +457,11 @@ def test_bad_explicit_phandles(dtc_error: Callable[[str], str]) -> None:
     assert "bad value (0x0)" in message
     assert "mismatching" in message
     dtc_error(render_dts(t))
+
+
+def test_phandle_referring_to_another_node(dtc_error: Callable[[str], str]) -> None:
+    t = Tree()
+    t.root.add_child(Node("a", labels=["a"]))
+    t.root.add_child(Node("b")).set("phandle", cells(Ref("a")))
+    assert "phandle is a reference to another node" in _errors(t)
+    assert "reference to another node" in dtc_error(render_dts(t))
