@@ -10,7 +10,18 @@ from hypothesis import strategies as st
 
 from dtmsi.devicetree.dtb import render_dtb
 from dtmsi.devicetree.dts import render_dts
-from dtmsi.devicetree.tree import Bytes, Cells, Chunk, Node, PathRef, Property, Ref, Str, Tree
+from dtmsi.devicetree.tree import (
+    Bytes,
+    Cells,
+    Chunk,
+    Node,
+    PathRef,
+    Property,
+    Ref,
+    Reservation,
+    Str,
+    Tree,
+)
 
 DtcRun = Callable[..., bytes]
 
@@ -52,6 +63,9 @@ def trees(draw: st.DrawFn) -> Tree:
     tree = Tree(make("", "/", 0))
     if draw(st.booleans()):
         tree.header_comment = draw(texts)
+    reservations = st.builds(Reservation, st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1))
+    tree.reservations = draw(st.lists(reservations, max_size=3))
+    comments = st.none() | texts
 
     def cell(bits: int) -> st.SearchStrategy[int | Ref]:
         ints = st.integers(0, (1 << bits) - 1)
@@ -73,10 +87,12 @@ def trees(draw: st.DrawFn) -> Tree:
     )
 
     for _, node in nodes:
+        node.comment = draw(comments)
         names = draw(st.lists(st.sampled_from(PROPERTY_NAMES), max_size=5, unique=True))
         for name in names:
             chunks: list[Chunk] = draw(st.lists(chunk, max_size=3))
-            node.properties.append(Property(name, tuple(chunks)))
+            notes = tuple(draw(st.lists(comments, max_size=len(chunks))))
+            node.properties.append(Property(name, tuple(chunks), draw(comments), notes))
         # Sometimes an explicit phandle, as a base tree read from a blob has.
         if free_phandles and draw(st.integers(0, 5)) == 0:
             value = free_phandles.pop(draw(st.integers(0, len(free_phandles) - 1)))
