@@ -234,10 +234,13 @@ class _Writer:
             self.error(node, f"bad label '{label}' on property {prop.name}")
         self.prop_labels[label] = where
 
-    def lookup(self, node: Node, target: str) -> Node | None:
+    def lookup(self, node: Node | None, target: str) -> Node | None:
+        """The node ``target`` names; None, with an error against ``node``
+        unless that is None, if there is none."""
         if target.startswith("/"):
             if not PATH_RE.match(target):
-                self.error(node, f"bad reference path '{target}'")
+                if node is not None:
+                    self.error(node, f"bad reference path '{target}'")
                 return None
             self.ensure_paths()
             assert self.paths is not None
@@ -245,13 +248,14 @@ class _Writer:
             found = self.paths.get(canon) if canon else None
         else:
             if not LABEL_RE.match(target):
-                self.error(node, f"bad reference label '{target}'")
+                if node is not None:
+                    self.error(node, f"bad reference label '{target}'")
                 return None
             found = self.label_nodes.get(target)
             if found is None and not self.labels_complete:
                 self.ensure_labels()
                 found = self.label_nodes.get(target)
-        if found is None:
+        if found is None and node is not None:
             self.error(node, f'reference to non-existent node or label "{target}"')
         return found
 
@@ -365,6 +369,18 @@ class _Writer:
             self.redo = True
         self.assigned.setdefault(nid, value)
         self.used.add(value)
+
+    def resolve_refs(self, values: list[Cell] | tuple[Cell, ...]) -> bool:
+        """Resolve (in order) and cache the references among ``values``;
+        False, leaving the rest to the general path, at the first that fails."""
+        cache = self.ref_values
+        for v in values:
+            if isinstance(v, Ref) and v not in cache:
+                target = self.lookup(None, v.target)
+                if target is None:
+                    return False
+                cache[v] = self.phandle_of(target)
+        return True
 
     @staticmethod
     def prop_refs(node: Node, name: str) -> list[str]:
@@ -484,6 +500,7 @@ class _Writer:
         end_node = _END_NODE_BYTES
         pack_error = struct.error
         ref_get = self.ref_values.get
+        resolve_refs = self.resolve_refs
         pending_special = self.pending_special
         auto = self.auto
         last_part = self.last_part
@@ -549,10 +566,18 @@ class _Writer:
                 try:
                     append(cell_packers[n](FDT_PROP, 4 * n, off, *values))
                 except pack_error:
-                    # References already resolved, else the general path.
+                    # References: resolved ones from the cache, new ones resolved
+                    # (in order) first; anything wrong takes the general path.
+                    packer = cell_packers[n]
                     try:
-                        append(cell_packers[n](FDT_PROP, 4 * n, off, *map(ref_get, values, values)))
+                        append(packer(FDT_PROP, 4 * n, off, *map(ref_get, values, values)))
                     except pack_error:
+                        if resolve_refs(values):
+                            try:
+                                append(packer(FDT_PROP, 4 * n, off, *map(ref_get, values, values)))
+                                continue
+                            except pack_error:
+                                pass
                         slow_property(node, prop)
             nid = id(node)
             if pending_special or nid in auto:
