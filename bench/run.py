@@ -379,8 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results",
                     help="directory for generated files and latest.md (default bench/results)")
     ap.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
-    ap.add_argument("--timeout", type=float, default=900.0,
-                    help="seconds before one child run is killed (default 900)")
+    ap.add_argument("--timeout", type=float, default=1800.0,
+                    help="seconds before one child run is killed (default 1800)")
     ap.add_argument("--dtc", default=shutil.which("dtc") or "dtc", help="the dtc to compare with")
     ap.add_argument("--profile", type=int, metavar="SIZE",
                     help="profile one in-process compile of SIZE functions instead of benchmarking")
