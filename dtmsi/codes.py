@@ -129,6 +129,7 @@ SIDEBAND_COLLISION = _code("E809", "partitions share a DeviceID on one controlle
 PARTITION_BUDGET = _code("E810", "partition MSI budget cannot cover its functions")
 PE_IN_TWO = _code("E811", "function in two PEs")
 QUOTA_SHORT = _code("W812", "Linux quota gives fewer vectors than requested")
+PE_OVERCOMMIT = _code("W813", "planned MSI allocations exceed ibm,pe-total-#msi")
 
 # 9xx: base trees and output
 BASE_TREE = _code("E901", "base device tree cannot be read")

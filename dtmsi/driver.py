@@ -57,6 +57,12 @@ def analyse(options: CompileOptions, sink: DiagnosticSink) -> tuple[Machine, All
     allocation = allocate(machine, sink)
     if sink.has_errors:
         return None
+    if machine.platform.msi_mode.kind == "hypervisor":
+        from dtmsi.papr import plan
+
+        plan(machine, allocation, sink)
+        if sink.has_errors:
+            return None
     return machine, allocation
 
 

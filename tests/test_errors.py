@@ -49,7 +49,6 @@ NOT_YET_EMITTED = [
     "E714",
     "E801",
     "E803",
-    "E804",
     "E805",
     "E806",
     "E807",
@@ -58,7 +57,6 @@ NOT_YET_EMITTED = [
     "E810",
     "E811",
     "W802",
-    "W812",
 ]
 
 TEST_KINDS = ("json", "text", "compile")

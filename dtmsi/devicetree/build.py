@@ -59,6 +59,7 @@ class TreeBuilder:
                  allocation: AllocationResult | None = None) -> None:
         self.m = machine
         self.allocation = allocation
+        self.partitioned = keep is not None
         self.keep: Keep = keep or (lambda f: True)
         # controller name -> label or path of its node in the base tree
         self.base_refs = base_refs or {}
@@ -185,16 +186,23 @@ class TreeBuilder:
 
     # ------------------------------------------------------------ PCI
 
+    def has_kept(self, f: m.Function) -> bool:
+        if self.keep(f) or (f.sriov is not None and any(self.keep(vf) for vf in f.sriov.vfs)):
+            return True
+        return f.is_bridge and any(self.has_kept(c) for c in f.children)
+
     def visible(self, f: m.Function) -> bool:
-        """A function is in the tree if kept, or a bridge above something kept."""
+        """A function is in the tree if kept, or a bridge above something kept.
+
+        A PF whose VFs are kept is not shown for their sake: VF nodes sit on
+        the PF's bus, beside it, so the PF stays out of a partition it is not in.
+        """
         if self.keep(f):
             return True
-        if f.sriov and any(self.keep(vf) for vf in f.sriov.vfs):
-            return True
-        return f.is_bridge and any(self.visible(c) for c in f.children)
+        return f.is_bridge and any(self.has_kept(c) for c in f.children)
 
     def host_bridge(self, hb: m.HostBridge) -> Node | None:
-        if not any(self.visible(f) for f in hb.children):
+        if not any(self.has_kept(f) for f in hb.children):
             return None
         if hb.kind == "ecam":
             assert hb.config_base is not None
@@ -228,11 +236,12 @@ class TreeBuilder:
         else:
             node.set("ranges")
         if hb.msi_maps:
-            p = node.set("msi-map", *(Cells((e.rid_base, self.ref(e.controller), e.msi_base, e.length))
-                                      for e in hb.msi_maps))
-            p.chunk_comments = tuple(
-                f"RID {e.rid_base:#06x}..{e.rid_base + e.length - 1:#06x} -> {e.controller.name} "
-                f"DeviceID {e.msi_base:#x}.." for e in hb.msi_maps)
+            entries = self.msi_map_entries(hb)
+            if entries:
+                p = node.set("msi-map", *(Cells((base, self.ref(c), dev, n)) for base, c, dev, n in entries))
+                p.chunk_comments = tuple(
+                    f"RID {base:#06x}..{base + n - 1:#06x} -> {c.name} DeviceID {dev:#x}.."
+                    for base, c, dev, n in entries)
             if hb.msi_map_mask is not None:
                 node.set("msi-map-mask", Cells((hb.msi_map_mask,)))
         elif hb.msi_parent is not None:
@@ -240,6 +249,9 @@ class TreeBuilder:
             if hb.msi_parent.msi_cells:
                 spec += (0,) * hb.msi_parent.msi_cells
             node.set("msi-parent", Cells(spec))
+        if hb.kind == "papr":
+            node.set("used-by-rtas")
+            node.set("ibm,pci-config-space-type", Cells((1,)), comment="4 KiB extended config space")
         if hb.pe_total_msi is not None:
             node.set("ibm,pe-total-#msi", Cells((hb.pe_total_msi,)))
         if hb.intx is not None:
@@ -247,6 +259,30 @@ class TreeBuilder:
         self.raw_props(node, hb.properties)
         self.bus_children(node, hb.children, hb)
         return node
+
+    def msi_map_entries(self, hb: m.HostBridge) -> list[tuple[int, m.Controller, int, int]]:
+        """msi-map rows: the declared map for the whole machine; for a partition,
+        only runs of its own requester IDs, so no other tenant's range leaks in."""
+        if not self.partitioned:
+            return [(e.rid_base, e.controller, e.msi_base, e.length) for e in hb.msi_maps]
+        rids: set[int] = set()
+        for f in hb.functions():
+            for g in [f, *(f.sriov.vfs if f.sriov else [])]:
+                if self.keep(g) and not g.is_bridge and (g.msi or g.msix):
+                    rids.add(g.dma_alias)
+        rows: list[tuple[int, m.Controller, int, int]] = []
+        for rid in sorted(rids):
+            got = hb.msi_controller_for(rid)
+            if got is None or got[1] is None:
+                continue
+            ctrl, dev = got
+            if rows:
+                base, c, d, n = rows[-1]
+                if c is ctrl and base + n == rid and d + n == dev:
+                    rows[-1] = (base, c, d, n + 1)
+                    continue
+            rows.append((rid, ctrl, dev, 1))
+        return rows
 
     def slots_with_intx(self, fns: list[m.Function]) -> list[int]:
         def uses(f: m.Function) -> bool:
@@ -326,6 +362,12 @@ class TreeBuilder:
             node.set("subsystem-id", Cells((f.subsystem[1],)))
         if f.intx_pin and kept:
             node.set("interrupts", Cells((f.intx_pin,)))
+        a = self.allocation.by_function.get(id(f)) if self.allocation and kept else None
+        if a is not None and hb.kind == "papr":
+            if a.req_msi is not None:
+                node.set("ibm,req#msi", Cells((a.req_msi,)))
+            if a.req_msix is not None:
+                node.set("ibm,req#msi-x", Cells((a.req_msix,)))
         if f.is_bridge:
             node.set("#address-cells", Cells((3,)))
             node.set("#size-cells", Cells((2,)))
