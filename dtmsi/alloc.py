@@ -374,5 +374,23 @@ def allocate(machine: Machine, sink: DiagnosticSink) -> AllocationResult:
     return Allocator(machine, sink).run()
 
 
+def check_budgets(machine: Machine, result: AllocationResult, sink: DiagnosticSink) -> None:
+    """A partition's MSI budget covers the vectors allocated to its functions."""
+    for p in machine.partitions:
+        if p.msi_budget is None:
+            continue
+        used = [(result.by_function[id(f)].hardware_vectors, f) for f in p.functions
+                if id(f) in result.by_function
+                and result.by_function[id(f)].mechanism in ("msi", "msix")]
+        total = sum(n for n, _ in used)
+        if total > p.msi_budget:
+            biggest = sorted(used, key=lambda x: -x[0])[:3]
+            sink.report(C.PARTITION_BUDGET, p.span,
+                        f"partition '{p.name}' has an MSI budget of {p.msi_budget}, its functions are "
+                        f"allocated {total} vectors",
+                        hint="largest: " + ", ".join(f"{f.name} {n}" for n, f in biggest)
+                             + "; raise 'msi-budget' or lower the policies' vector counts")
+
+
 def host_of(a: Allocation) -> HostBridge:
     return a.function.host

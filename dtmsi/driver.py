@@ -39,7 +39,7 @@ class CompileResult:
 
 def analyse(options: CompileOptions, sink: DiagnosticSink) -> tuple[Machine, AllocationResult] | None:
     """Source -> checked model and MSI allocation, or None if a phase reported errors."""
-    from dtmsi.alloc import allocate
+    from dtmsi.alloc import allocate, check_budgets
     from dtmsi.checks import run_checks
     from dtmsi.lower import lower
     from dtmsi.resolve import resolve
@@ -63,6 +63,9 @@ def analyse(options: CompileOptions, sink: DiagnosticSink) -> tuple[Machine, All
         plan(machine, allocation, sink)
         if sink.has_errors:
             return None
+    check_budgets(machine, allocation, sink)
+    if sink.has_errors:
+        return None
     return machine, allocation
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from dtmsi.checks import bars, intx, msi, topology
+from dtmsi.checks import bars, intx, msi, partitions, topology
 from dtmsi.checks.base import Report
 from dtmsi.diagnostics import DiagnosticSink
 from dtmsi.model import Machine
@@ -33,6 +33,11 @@ ALL: tuple[Check, ...] = (
     msi.msi_map_shape,
     msi.msi_map_coverage,
     msi.device_id_collisions,
+    partitions.function_ownership,
+    partitions.pe_membership,
+    partitions.papr_platform,
+    partitions.requested_msi_properties,
+    partitions.sideband_ids,
 )
 
 
