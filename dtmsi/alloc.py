@@ -150,7 +150,7 @@ class Allocator:
         have = {"msix": msix_n > 0, "msi": msi_n > 0,
                 "intx": f.intx_pin > 0 and f.kind != "vf" and (f.host.intx is not None or f.host.kind == "papr")}
         span = f.policy_span or f.span
-        if explicit:
+        if explicit and not (f.kind == "vf" and f.vf_index):  # VFs share one declaration
             for mech in policy.prefer:
                 if not have[mech]:
                     if mech == "intx" and f.kind == "vf":

@@ -43,13 +43,38 @@ def write_if_changed(path: Path, data: bytes) -> bool:
 
 
 def write_all(directory: Path, artifacts: list[Artifact]) -> list[Path]:
-    """Write every artifact; returns the paths that actually changed."""
-    changed: list[Path] = []
-    for a in artifacts:
-        p = directory / a.name
-        if write_if_changed(p, a.data):
-            changed.append(p)
-    return changed
+    """Write every changed artifact, all or nothing: each goes to a temporary
+    file first; only when all of them are on disk are they renamed into place.
+    Returns the paths that changed."""
+    staged: list[tuple[str, Path]] = []
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for a in artifacts:
+            p = directory / a.name
+            try:
+                if p.stat().st_size == len(a.data) and p.read_bytes() == a.data:
+                    continue
+            except FileNotFoundError:
+                pass
+            except IsADirectoryError:
+                raise OSError(f"'{p}' is a directory") from None
+            if p.is_dir():
+                raise OSError(f"'{p}' is a directory")
+            fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=directory)
+            staged.append((tmp, p))
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(a.data)
+            os.chmod(tmp, 0o644)
+    except BaseException:
+        for tmp, _ in staged:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+        raise
+    for tmp, p in staged:
+        os.replace(tmp, p)
+    return [p for _, p in staged]
 
 
 def depfile_text(targets: list[Path], inputs: list[str]) -> str:

@@ -19,7 +19,7 @@ from dtmsi import __version__
 _FORMAT = click.Choice(["text", "json"])
 
 
-def _emit(result_sink: object, fmt: str, werror: bool, color: bool) -> None:
+def _emit(result_sink: object, fmt: str, werror: bool, color: bool, writes: bool = True) -> None:
     from dtmsi.diagnostics import DiagnosticSink, render_text, to_json
 
     assert isinstance(result_sink, DiagnosticSink)
@@ -32,8 +32,9 @@ def _emit(result_sink: object, fmt: str, werror: bool, color: bool) -> None:
     errors = sum(1 for d in diags if d.code.is_error or werror)
     warnings = len(diags) - errors
     if errors:
-        click.echo(f"dtmsi: {errors} error(s){f', {warnings} warning(s)' if warnings else ''}; "
-                   "nothing written", err=True)
+        tail = "; nothing written" if writes else ""
+        click.echo(f"dtmsi: {errors} error(s){f', {warnings} warning(s)' if warnings else ''}{tail}",
+                   err=True)
 
 
 def _silenced(warnings: tuple[str, ...]) -> frozenset[str]:
@@ -81,7 +82,7 @@ def _run(input_file: str, output: str | None, fmt: str, werror: bool, warning: t
         click.echo(f"dtmsi: internal error: {type(e).__name__}: {e}\n"
                    "dtmsi: this is a bug in dtmsi; rerun with --debug for the traceback", err=True)
         sys.exit(3)
-    _emit(result.sink, fmt, werror, options.color)
+    _emit(result.sink, fmt, werror, options.color, writes=output is not None)
     if result.ok and report and result.machine is not None and result.allocation is not None:
         from dtmsi.report import render_table
 
@@ -143,7 +144,7 @@ def report_cmd(input_file: str, as_json: bool, fmt: str, werror: bool, warning: 
             raise
         click.echo(f"dtmsi: internal error: {type(e).__name__}: {e}", err=True)
         sys.exit(3)
-    _emit(result.sink, fmt, werror, options.color)
+    _emit(result.sink, fmt, werror, options.color, writes=False)
     if not result.ok or result.machine is None or result.allocation is None:
         sys.exit(1)
     from dtmsi.report import render_table, to_json

@@ -381,10 +381,12 @@ class Lowerer:
         self._stack: list[Path] = []
         self._using: list[str] = []
         self._templated: set[tuple[int, int, int]] = set()
+        self._top_dir = Path(".")
 
     # ------------------------------------------------------------ entry
 
     def lower_file(self, path: Path, display: str, text: str | None = None) -> ast.Program:
+        self._top_dir = path.parent
         stmts = self._load(path, display, text, None)
         if stmts is not None:
             self._collect_templates(stmts)
@@ -407,7 +409,8 @@ class Lowerer:
             try:
                 text = self.read_file(path)
             except (OSError, UnicodeDecodeError) as e:
-                assert include_span is not None
+                if include_span is None:
+                    include_span = Span(SourceFile(display, ""), 0, 0)
                 reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
                 self.sink.report(
                     C.INCLUDE_NOT_FOUND, include_span, f"cannot read '{display}': {reason}"
@@ -415,7 +418,11 @@ class Lowerer:
                 return None
         self._included.add(key)
         self.program.files.append(display)
-        file = SourceFile(display, text)
+        try:
+            stable = path.relative_to(self._top_dir).as_posix()
+        except ValueError:
+            stable = path.name
+        file = SourceFile(display, text, stable)
         try:
             stmts = parse(file)
         except ParseError as e:

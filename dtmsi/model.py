@@ -26,6 +26,8 @@ _NODE_NAMES: tuple[tuple[int, int, str], ...] = (
     (0x020000, 0xFFFF00, "ethernet"),
     (0x020000, 0xFF0000, "network"),
     (0x030000, 0xFF0000, "display"),
+    (0x040100, 0xFFFF00, "sound"),
+    (0x070000, 0xFFFF00, "serial"),
     (0x040000, 0xFF0000, "multimedia"),
     (0x050000, 0xFF0000, "memory"),
     (0x060400, 0xFFFF00, "pci"),

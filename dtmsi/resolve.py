@@ -271,7 +271,10 @@ class Resolver:
         self.claim_label(d.name, d.name_span, "function")
         vendor, device_id = d.vendor, d.device_id
         if vendor is None or device_id is None:
-            if d.kind in _BRIDGE_DEFAULTS:
+            if d.kind == "downstream" and parent is not None and parent.kind == "switch":
+                # Downstream ports are functions of the switch: same vendor/device.
+                vendor, device_id = parent.vendor, parent.device_id
+            elif d.kind in _BRIDGE_DEFAULTS:
                 vendor, device_id = _BRIDGE_DEFAULTS[d.kind]
             else:
                 self.error(C.MISSING_SETTING, d.name_span, f"endpoint '{d.name}' has no 'id VENDOR:DEVICE'",
@@ -420,8 +423,9 @@ class Resolver:
                 sv.vfs.append(vf)
             if sv.vfs and any(vf.bus != pf.bus for vf in sv.vfs):
                 self.error(C.VF_BUS, sv.span,
-                           f"VFs of '{pf.name}' reach bus {max(vf.bus for vf in sv.vfs):#04x}; their nodes sit under "
-                           f"bus {pf.bus:#04x}'s node, which dtc 1.6.1 flags", None)
+                           f"VFs of '{pf.name}' reach bus {max(vf.bus for vf in sv.vfs):#04x}; the device tree "
+                           f"describes only those on bus {pf.bus:#04x} (the others sit on virtual buses "
+                           "with no bridge node)", None)
 
     def _aliases(self, hb: m.HostBridge) -> None:
         """The requester ID the host bridge sees, after bridges take ownership.
@@ -477,7 +481,10 @@ class Resolver:
                            f"host bridge '{hb.name}' has no {kind} window for this BAR",
                            f"add 'window {kind} cpu ADDRESS size SIZE;' to '{hb.name}'")
                 continue
-            end = self._layout(items, window.pci, window.pci_end, resource, hb)
+            # Like firmware and Linux (PCIBIOS_MIN_IO), leave I/O below 0x1000
+            # alone: legacy ISA ports, and a zero BAR reads as unassigned.
+            start = max(window.pci, 0x1000) if resource == "io" else window.pci
+            end = self._layout(items, start, window.pci_end, resource, hb)
             if end is not None and end > window.pci_end:
                 self.error(C.WINDOW_FULL, window.span,
                            f"the {window.kind} window of '{hb.name}' holds {window.size:#x} bytes; "
@@ -528,6 +535,8 @@ class Resolver:
         end = start
         for it in sorted((i for i in items if i.fixed is not None), key=lambda i: i.fixed or 0):
             assert it.fixed is not None
+            if it.bar is not None and not (start <= it.fixed and it.fixed + it.size <= limit):
+                continue  # outside the window: E407 reports it, it takes no room here
             if it.bridge is not None:
                 sub_end = self._place_bridge(it.bridge, it.fixed, res, hb)
                 size = _round_up(sub_end - it.fixed, _GRANULE[res])

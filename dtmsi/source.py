@@ -13,6 +13,9 @@ class SourceFile:
 
     name: str
     text: str = field(repr=False)
+    # How generated files name it: relative to the top-level input's directory,
+    # so outputs do not depend on how (or from where) the input path was typed.
+    stable_name: str = ""
     _line_starts: list[int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -63,7 +66,7 @@ class Span(NamedTuple):
 
     def short(self) -> str:
         """``file:line`` for provenance comments in generated files."""
-        return f"{self.file.name}:{self.line}"
+        return f"{self.file.stable_name or self.file.name}:{self.line}"
 
     def snippet(self) -> list[str]:
         """The source line and a caret line under the span (clipped to that line)."""

@@ -110,11 +110,6 @@ def test_input_spelling_does_not_change_the_dtb(tmp_path: Path) -> None:
         assert other["system.dtb"] == results[0]["system.dtb"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "dtmsi bug: provenance comments in system.dts and the 'source' fields of allocation.json "
-    "print the input path as spelled on the command line, so the outputs depend on the working "
-    "directory, and an absolute input path (as CMake passes) leaks the build machine's "
-    "absolute path into the generated files (style.md habit 7: no absolute paths)"))
 def test_input_spelling_does_not_change_any_output(tmp_path: Path) -> None:
     results = _spellings("worked-native", tmp_path)
     assert b"/work/" not in results[2]["system.dts"] and str(ROOT).encode() not in \

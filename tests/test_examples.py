@@ -34,6 +34,17 @@ HOST_BRIDGES: dict[str, dict[str, dict[str, list[int | str]]]] = {
         },
         "/pcie@30000000/pci@1": {"bus-range": [1, 1]},
     },
+    "worked-papr": {
+        "/pci@800000020000000": {
+            "bus-range": [0, 1],
+            "ibm,pe-total-#msi": [24],
+            "ibm,pci-config-space-type": [1],
+            "interrupt-map-mask": [0xF800, 0, 0, 7],
+        },
+        "/pci@800000020000000/pci@1": {"bus-range": [1, 1], "class-code": [0x060400]},
+        "/pci@800000020000000/pci@1/ethernet@0": {"ibm,req#msi": [4]},
+        "/pci@800000020000000/pci@1/nvme@1": {"ibm,req#msi-x": [16]},
+    },
     "legacy-bridges": {
         "/pcie@30000000": {
             "bus-range": [0, 0xF],
@@ -179,9 +190,6 @@ def test_pci_encodings(name: str, compile_example: CompileExample) -> None:
         assert not problems, f"{dtb.name}:\n" + "\n".join(problems)
 
 
-@pytest.mark.xfail(strict=True, reason="dtmsi bug: a switch's downstream ports take the built-in "
-                   "default ID 10b5:8747 instead of their switch's 'id' (switch-sriov: sw1 is "
-                   "10b5:8724, its ports sw1_dp0/sw1_dp1 come out as 10b5:8747)")
 def test_downstream_ports_report_their_switch_id(compile_example: CompileExample) -> None:
     """A PCIe switch's downstream ports are functions of the same chip: they report
     the switch's vendor and device ID (e.g. every port of a PEX 8724 reads 10b5:8724)."""

@@ -326,7 +326,8 @@ class TreeBuilder:
             if self.visible(f):
                 entries.append(f)
             if f.sriov:
-                entries.extend(vf for vf in f.sriov.vfs if self.keep(vf))
+                # VFs beyond the PF's bus live on virtual buses with no node (W310).
+                entries.extend(vf for vf in f.sriov.vfs if self.keep(vf) and vf.bus == f.bus)
         entries.sort(key=lambda f: f.rid)
         for f in entries:
             node.add_child(self.function(f, hb))
