@@ -191,7 +191,7 @@ class Allocator:
         if p.vectors_base == "requested":
             want = capacity
         elif p.vectors_base == "cpus":
-            want = self.cpus_for(a.function) + p.vectors_count
+            want = p.vectors_scale * self.cpus_for(a.function) + p.vectors_count
         else:
             want = p.vectors_max if p.vectors_max is not None else p.vectors_count
         want = max(want, 1)

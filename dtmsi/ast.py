@@ -259,6 +259,7 @@ class VectorsDecl:
     maximum: int | None  # for ranges A..B: B (count = A = minimum)
     minimum: int | None
     span: Span
+    scale: int = 1  # "cpus": vectors = scale * cpus + count
 
 
 @dataclass(frozen=True)

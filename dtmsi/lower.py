@@ -315,6 +315,28 @@ def interpolate(arg: s.StrArg, env: Env) -> str:
     return text
 
 
+def _linear_in_cpus(expr: s.Arg, env: Env) -> tuple[int, int]:
+    """``a * cpus + b`` -> (a, b); any other use of ``cpus`` is refused."""
+    if isinstance(expr, s.Name) and expr.text == "cpus":
+        return 1, 0
+    if isinstance(expr, s.Paren):
+        return _linear_in_cpus(expr.inner, env)
+    if isinstance(expr, s.BinOp) and expr.op in ("+", "-", "*"):
+        la, lb = _linear_in_cpus(expr.left, env)
+        ra, rb = _linear_in_cpus(expr.right, env)
+        if expr.op == "+":
+            return la + ra, lb + rb
+        if expr.op == "-":
+            return la - ra, lb - rb
+        if la and ra:
+            _fail(C.BAD_VALUE, expr.span, "vectors must be linear in 'cpus' (e.g. 2 * cpus + 1)")
+        return la * rb + ra * lb, lb * rb
+    if isinstance(expr, s.UnOp) and expr.op == "-":
+        a, b = _linear_in_cpus(expr.operand, env)
+        return -a, -b
+    return 0, evaluate(expr, env, "a vector count")
+
+
 def _split_plus(expr: s.Arg, env: Env, what: str) -> tuple[int, int]:
     """``bar 1 + 0x800`` arrives as one expression; split the leftmost term off."""
     terms: list[s.Expr] = []
@@ -1184,15 +1206,9 @@ class Lowerer:
         arg = a.next("a vector count: requested, N, cpus, cpus + N or MIN..MAX")
         base: Literal["requested", "count", "cpus"]
         maximum: int | None = None
+        scale = 0
         if isinstance(arg, s.Name) and arg.text == "requested":
             base, count = "requested", 0
-        elif isinstance(arg, s.Name) and arg.text == "cpus":
-            base, count = "cpus", 0
-        elif isinstance(arg, s.BinOp) and arg.op in "+-" and isinstance(arg.left, s.Name) and arg.left.text == "cpus":
-            base = "cpus"
-            count = evaluate(arg.right, a.env, "a number")
-            if arg.op == "-":
-                count = -count
         elif isinstance(arg, s.RangeArg):
             base = "count"
             count = evaluate(arg.lo, a.env, "a number")
@@ -1200,15 +1216,18 @@ class Lowerer:
             if count < 1 or maximum < count:
                 _fail(C.BAD_RANGE, arg.span, f"vector range {count}..{maximum} must satisfy 1 <= min <= max")
         else:
-            base = "count"
-            count = evaluate(arg, a.env, "a number")
-            if count < 1:
+            # A linear expression in the partition's CPU count: 2 * cpus + 1.
+            scale, count = _linear_in_cpus(arg, a.env)
+            base = "cpus" if scale else "count"
+            if scale < 0:
+                _fail(C.BAD_VALUE, arg.span, "the vector count cannot fall as CPUs are added")
+            if not scale and count < 1:
                 _fail(C.NUMBER_RANGE, arg.span, "a function needs at least 1 vector")
         minimum: int | None = count if maximum is not None else None
         if a.opt_word("min"):
             minimum, mspan = a.number("the minimum vector count", 1, 2048)
         a.end()
-        return ast.VectorsDecl(base, count, maximum, minimum, st.span)
+        return ast.VectorsDecl(base, count, maximum, minimum, st.span, scale)
 
     def _apply(self, st: s.Stmt, env: Env) -> None:
         a = Args(st, env)

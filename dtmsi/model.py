@@ -383,6 +383,7 @@ class Policy:
     up_front: bool
     on_short: Literal["degrade", "fallback", "fail"]
     span: Span
+    vectors_scale: int = 1  # "cpus": scale * cpus + count
 
 
 @dataclass(frozen=True)

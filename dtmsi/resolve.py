@@ -625,7 +625,7 @@ class Resolver:
                 d.name, prefer,
                 v.base if v else "requested", v.count if v else 0,
                 v.maximum if v else None, v.minimum if v else None,
-                d.up_front, d.on_short, d.span,
+                d.up_front, d.on_short, d.span, v.scale if v else 1,
             )
         if "default" not in out:
             out["default"] = m.Policy("default", ("msix", "msi", "intx"), "requested", 0, None, None,
