@@ -88,8 +88,7 @@ class Allocator:
             for f in p.functions:
                 self.owner.setdefault(id(f), p)
 
-    def report(self, code: C.Code, span: Span, msg: str, hint: str | None = None,
-               notes: tuple[Note, ...] = ()) -> None:
+    def report(self, code: C.Code, span: Span, msg: str, hint: str | None = None, notes: tuple[Note, ...] = ()) -> None:
         self.sink.report(code, span, msg, hint=hint, notes=notes)
 
     # ------------------------------------------------------------ policy choice
@@ -105,7 +104,8 @@ class Allocator:
         best = None
         for rule in self.m.policy_rules:
             if f.class_code & rule.class_mask == rule.class_code and (
-                    best is None or bin(rule.class_mask).count("1") > bin(best.class_mask).count("1")):
+                best is None or bin(rule.class_mask).count("1") > bin(best.class_mask).count("1")
+            ):
                 best = rule
         if best is not None:
             return best.policy, f"class rule ({best.span.short()})", False
@@ -136,7 +136,8 @@ class Allocator:
                     a.shares_device_id_with = [n for n in names if n != o.name]
                     a.reasons.append(
                         f"shares DeviceID {dev_id:#x} with {', '.join(a.shares_device_id_with)} "
-                        f"(DMA alias through '{o.dma_alias_of.name if o.dma_alias_of else '?'}')")
+                        f"(DMA alias through '{o.dma_alias_of.name if o.dma_alias_of else '?'}')"
+                    )
         return result
 
     def caps(self, f: Function) -> tuple[int, int]:
@@ -147,29 +148,40 @@ class Allocator:
         policy, source, explicit = self.policy_for(f)
         a = Allocation(f, policy, source, up_front=policy.up_front)
         msi_n, msix_n = self.caps(f)
-        have = {"msix": msix_n > 0, "msi": msi_n > 0,
-                "intx": f.intx_pin > 0 and f.kind != "vf" and (f.host.intx is not None or f.host.kind == "papr")}
+        have = {
+            "msix": msix_n > 0,
+            "msi": msi_n > 0,
+            "intx": f.intx_pin > 0 and f.kind != "vf" and (f.host.intx is not None or f.host.kind == "papr"),
+        }
         span = f.policy_span or f.span
         if explicit and not (f.kind == "vf" and f.vf_index):  # VFs share one declaration
             for mech in policy.prefer:
                 if not have[mech]:
                     if mech == "intx" and f.kind == "vf":
-                        self.report(C.INTX_ON_VF, span,
-                                    f"policy '{policy.name}' falls back to INTx, but '{f.name}' is an SR-IOV VF",
-                                    "VFs have no INTx (PCIe SR-IOV spec 3.5.4); drop 'intx' from 'prefer'",
-                                    notes=(Note("the policy", policy.span),))
+                        self.report(
+                            C.INTX_ON_VF,
+                            span,
+                            f"policy '{policy.name}' falls back to INTx, but '{f.name}' is an SR-IOV VF",
+                            "VFs have no INTx (PCIe SR-IOV spec 3.5.4); drop 'intx' from 'prefer'",
+                            notes=(Note("the policy", policy.span),),
+                        )
                     else:
-                        self.report(C.POLICY_MECHANISM, span,
-                                    f"policy '{policy.name}' names {mech}, which '{f.name}' does not have",
-                                    "remove it from 'prefer' or declare the capability",
-                                    notes=(Note("the policy", policy.span),))
+                        self.report(
+                            C.POLICY_MECHANISM,
+                            span,
+                            f"policy '{policy.name}' names {mech}, which '{f.name}' does not have",
+                            "remove it from 'prefer' or declare the capability",
+                            notes=(Note("the policy", policy.span),),
+                        )
         chain = [mech for mech in policy.prefer if have[mech]]
         if not chain:
             if any(have.values()) or explicit:
-                self.report(C.POLICY_NO_MECHANISM, span,
-                            f"none of {', '.join(policy.prefer)} (policy '{policy.name}', {source}) is "
-                            f"available on '{f.name}'",
-                            hint="give the function a capability the policy accepts, or another policy")
+                self.report(
+                    C.POLICY_NO_MECHANISM,
+                    span,
+                    f"none of {', '.join(policy.prefer)} (policy '{policy.name}', {source}) is available on '{f.name}'",
+                    hint="give the function a capability the policy accepts, or another policy",
+                )
             elif not f.intx_pin:
                 self.report(C.NO_INTERRUPT, f.name_span, f"'{f.name}' has neither MSI, MSI-X nor INTx")
             a.reasons.append("no interrupt mechanism available")
@@ -179,9 +191,12 @@ class Allocator:
             ok = self.try_mechanism(a, mech, msi_n, msix_n, last)
             if ok:
                 if i > 0:
-                    self.report(C.POLICY_FELL_BACK, f.name_span,
-                                f"'{f.name}' uses {mech}: {'; '.join(a.reasons[:-1]) or 'earlier mechanisms failed'}",
-                                notes=(Note(f"policy '{policy.name}'", policy.span),))
+                    self.report(
+                        C.POLICY_FELL_BACK,
+                        f.name_span,
+                        f"'{f.name}' uses {mech}: {'; '.join(a.reasons[:-1]) or 'earlier mechanisms failed'}",
+                        notes=(Note(f"policy '{policy.name}'", policy.span),),
+                    )
                 return a
         return a
 
@@ -195,8 +210,7 @@ class Allocator:
         else:
             want = p.vectors_max if p.vectors_max is not None else p.vectors_count
         want = max(want, 1)
-        minimum = p.vectors_min if p.vectors_min is not None else (
-            want if p.on_short == "fail" else 1)
+        minimum = p.vectors_min if p.vectors_min is not None else (want if p.on_short == "fail" else 1)
         return want, max(1, min(minimum, want))
 
     def try_mechanism(self, a: Allocation, mech: Mechanism, msi_n: int, msix_n: int, last: bool) -> bool:
@@ -225,16 +239,23 @@ class Allocator:
                 if not last:
                     a.reasons.append(short + f" -> below the minimum {minimum}, falling back")
                     return False
-                self.report(C.POLICY_MIN, f.policy_span or f.name_span,
-                            f"'{f.name}' can get {grant} {mech} vector(s); policy '{p.name}' needs "
-                            f"{want if p.on_short == 'fail' else minimum}",
-                            hint="; ".join(why), notes=(Note(f"policy '{p.name}'", p.span),))
+                self.report(
+                    C.POLICY_MIN,
+                    f.policy_span or f.name_span,
+                    f"'{f.name}' can get {grant} {mech} vector(s); policy '{p.name}' needs "
+                    f"{want if p.on_short == 'fail' else minimum}",
+                    hint="; ".join(why),
+                    notes=(Note(f"policy '{p.name}'", p.span),),
+                )
                 a.mechanism = "none"
                 a.reasons.append(short)
                 return True
-            self.report(C.POLICY_DEGRADED, f.name_span,
-                        f"'{f.name}' gets {grant} of the {want} {mech} vectors policy '{p.name}' asks for",
-                        hint="; ".join(why))
+            self.report(
+                C.POLICY_DEGRADED,
+                f.name_span,
+                f"'{f.name}' gets {grant} of the {want} {mech} vectors policy '{p.name}' asks for",
+                hint="; ".join(why),
+            )
             a.reasons.append(short + f" -> degraded to {grant}")
         if grant <= 0:
             a.reasons.append(f"{mech}: no vectors available")
@@ -291,9 +312,11 @@ class Allocator:
                 base = (base + n - 1) // n * n  # an MSI block is aligned to its size
             self.next_event[key] = base + n
             if base + n > 1 << ctrl.event_id_bits:
-                self.report(C.DEVICE_ID_WIDTH, f.name_span,
-                            f"EventIDs of DeviceID {dev_id:#x} exceed the {ctrl.event_id_bits} EventID bits "
-                            f"of '{ctrl.name}'")
+                self.report(
+                    C.DEVICE_ID_WIDTH,
+                    f.name_span,
+                    f"EventIDs of DeviceID {dev_id:#x} exceed the {ctrl.event_id_bits} EventID bits of '{ctrl.name}'",
+                )
             doorbell = ctrl.address + GITS_TRANSLATER
             a.messages = [Message(i, doorbell, base + i, event_id=base + i) for i in range(a.granted)]
             self.check_address_width(a)
@@ -316,11 +339,13 @@ class Allocator:
         if a.mechanism == "msi" and f.msi is not None and not f.msi.is64:
             high = next((msg for msg in a.messages if msg.address >= 1 << 32), None)
             if high is not None:
-                self.report(C.ADDRESS_64BIT, f.msi.span,
-                            f"'{f.name}' has a 32-bit MSI capability, but its doorbell is at "
-                            f"{high.address:#x}, above 4 GiB",
-                            hint="Linux rejects this after allocation; declare 'msi N addr64' if the "
-                                 "function can, or prefer MSI-X")
+                self.report(
+                    C.ADDRESS_64BIT,
+                    f.msi.span,
+                    f"'{f.name}' has a 32-bit MSI capability, but its doorbell is at {high.address:#x}, above 4 GiB",
+                    hint="Linux rejects this after allocation; declare 'msi N addr64' if the "
+                    "function can, or prefer MSI-X",
+                )
 
     def take_hwirqs(self, ctrl: Controller, n: int, f: Function) -> list[int] | None:
         pool = self.pool.setdefault(id(ctrl), [(s, s + c) for s, c in ctrl.available] or [(0, 256)])
@@ -334,9 +359,12 @@ class Allocator:
             else:
                 pool[0] = (lo + take, hi)
         if len(out) < n:
-            self.report(C.CONTROLLER_CAPACITY, f.name_span,
-                        f"'{ctrl.name}' has no interrupt numbers left for '{f.name}' ({n} needed)",
-                        hint="widen its 'available' ranges or lower vector counts")
+            self.report(
+                C.CONTROLLER_CAPACITY,
+                f.name_span,
+                f"'{ctrl.name}' has no interrupt numbers left for '{f.name}' ({n} needed)",
+                hint="widen its 'available' ranges or lower vector counts",
+            )
             return None
         return out
 
@@ -362,9 +390,12 @@ class Allocator:
                 msgs.append(Message(i, X86_MSI_BASE | (cpus[ci] & 0xFF) << 12, nxt[ci]))
                 nxt[ci] += 1
         if len(msgs) < a.granted:
-            self.report(C.CONTROLLER_CAPACITY, a.function.name_span,
-                        f"'{ctrl.name}' has no free vectors left for '{a.function.name}'",
-                        hint=f"vectors {lo:#x}..{hi:#x} on {len(cpus)} CPU(s) are used up")
+            self.report(
+                C.CONTROLLER_CAPACITY,
+                a.function.name_span,
+                f"'{ctrl.name}' has no free vectors left for '{a.function.name}'",
+                hint=f"vectors {lo:#x}..{hi:#x} on {len(cpus)} CPU(s) are used up",
+            )
             a.mechanism, a.granted = "none", 0
             return
         a.messages = msgs
@@ -379,17 +410,23 @@ def check_budgets(machine: Machine, result: AllocationResult, sink: DiagnosticSi
     for p in machine.partitions:
         if p.msi_budget is None:
             continue
-        used = [(result.by_function[id(f)].hardware_vectors, f) for f in p.functions
-                if id(f) in result.by_function
-                and result.by_function[id(f)].mechanism in ("msi", "msix")]
+        used = [
+            (result.by_function[id(f)].hardware_vectors, f)
+            for f in p.functions
+            if id(f) in result.by_function and result.by_function[id(f)].mechanism in ("msi", "msix")
+        ]
         total = sum(n for n, _ in used)
         if total > p.msi_budget:
             biggest = sorted(used, key=lambda x: -x[0])[:3]
-            sink.report(C.PARTITION_BUDGET, p.span,
-                        f"partition '{p.name}' has an MSI budget of {p.msi_budget}, its functions are "
-                        f"allocated {total} vectors",
-                        hint="largest: " + ", ".join(f"{f.name} {n}" for n, f in biggest)
-                             + "; raise 'msi-budget' or lower the policies' vector counts")
+            sink.report(
+                C.PARTITION_BUDGET,
+                p.span,
+                f"partition '{p.name}' has an MSI budget of {p.msi_budget}, its functions are "
+                f"allocated {total} vectors",
+                hint="largest: "
+                + ", ".join(f"{f.name} {n}" for n, f in biggest)
+                + "; raise 'msi-budget' or lower the policies' vector counts",
+            )
 
 
 def host_of(a: Allocation) -> HostBridge:

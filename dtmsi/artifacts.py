@@ -7,6 +7,7 @@ directory and is renamed over the old one, so a reader never sees half a file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -34,10 +35,8 @@ def write_if_changed(path: Path, data: bytes) -> bool:
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     return True
 
@@ -67,10 +66,8 @@ def write_all(directory: Path, artifacts: list[Artifact]) -> list[Path]:
             os.chmod(tmp, 0o644)
     except BaseException:
         for tmp, _ in staged:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-            except FileNotFoundError:
-                pass
         raise
     for tmp, p in staged:
         os.replace(tmp, p)

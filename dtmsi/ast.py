@@ -189,9 +189,7 @@ FunctionKind = Literal[
     "pcie-to-pci-bridge",  # alias = (secondary bus, 00.0)
 ]
 
-BRIDGE_KINDS: frozenset[str] = frozenset(
-    {"root-port", "switch", "downstream", "pci-bridge", "pcie-to-pci-bridge"}
-)
+BRIDGE_KINDS: frozenset[str] = frozenset({"root-port", "switch", "downstream", "pci-bridge", "pcie-to-pci-bridge"})
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 
 from dtmsi import __version__
 
 _FORMAT = click.Choice(["text", "json"])
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _emit(result_sink: object, fmt: str, werror: bool, color: bool, writes: bool = True) -> None:
@@ -33,8 +35,7 @@ def _emit(result_sink: object, fmt: str, werror: bool, color: bool, writes: bool
     warnings = len(diags) - errors
     if errors:
         tail = "; nothing written" if writes else ""
-        click.echo(f"dtmsi: {errors} error(s){f', {warnings} warning(s)' if warnings else ''}{tail}",
-                   err=True)
+        click.echo(f"dtmsi: {errors} error(s){f', {warnings} warning(s)' if warnings else ''}{tail}", err=True)
 
 
 def _silenced(warnings: tuple[str, ...]) -> frozenset[str]:
@@ -59,8 +60,17 @@ def _use_color(flag: str) -> bool:
     return sys.stderr.isatty() and os.environ.get("NO_COLOR") is None
 
 
-def _run(input_file: str, output: str | None, fmt: str, werror: bool, warning: tuple[str, ...],
-         depfile: str | None, report: bool, color: str, debug: bool) -> NoReturn:
+def _run(
+    input_file: str,
+    output: str | None,
+    fmt: str,
+    werror: bool,
+    warning: tuple[str, ...],
+    depfile: str | None,
+    report: bool,
+    color: str,
+    debug: bool,
+) -> NoReturn:
     from dtmsi.driver import compile_file
     from dtmsi.options import CompileOptions
 
@@ -79,8 +89,11 @@ def _run(input_file: str, output: str | None, fmt: str, werror: bool, warning: t
     except Exception as e:  # never a traceback for users; --debug shows it
         if debug:
             raise
-        click.echo(f"dtmsi: internal error: {type(e).__name__}: {e}\n"
-                   "dtmsi: this is a bug in dtmsi; rerun with --debug for the traceback", err=True)
+        click.echo(
+            f"dtmsi: internal error: {type(e).__name__}: {e}\n"
+            "dtmsi: this is a bug in dtmsi; rerun with --debug for the traceback",
+            err=True,
+        )
         sys.exit(3)
     _emit(result.sink, fmt, werror, options.color, writes=output is not None)
     if result.ok and report and result.machine is not None and result.allocation is not None:
@@ -90,15 +103,27 @@ def _run(input_file: str, output: str | None, fmt: str, werror: bool, warning: t
     sys.exit(0 if result.ok else 1)
 
 
-def _common(f):  # type: ignore[no-untyped-def]
+def _common(f: F) -> F:
     f = click.option("--debug", is_flag=True, help="Show Python tracebacks for internal errors.")(f)
-    f = click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto",
-                     show_default=True, help="Colour diagnostics.")(f)
-    f = click.option("-W", "warning", multiple=True, metavar="no-CODE",
-                     help="Silence a warning, e.g. -W no-W706 (repeatable).")(f)
+    f = click.option(
+        "--color",
+        type=click.Choice(["auto", "always", "never"]),
+        default="auto",
+        show_default=True,
+        help="Colour diagnostics.",
+    )(f)
+    f = click.option(
+        "-W", "warning", multiple=True, metavar="no-CODE", help="Silence a warning, e.g. -W no-W706 (repeatable)."
+    )(f)
     f = click.option("--werror", is_flag=True, help="Treat warnings as errors.")(f)
-    f = click.option("--diagnostics-format", "fmt", type=_FORMAT, default="text", show_default=True,
-                     help="How to print diagnostics: gcc-style text or JSON for IDEs and CI.")(f)
+    f = click.option(
+        "--diagnostics-format",
+        "fmt",
+        type=_FORMAT,
+        default="text",
+        show_default=True,
+        help="How to print diagnostics: gcc-style text or JSON for IDEs and CI.",
+    )(f)
     return f
 
 
@@ -111,14 +136,34 @@ def main() -> None:
 
 @main.command("compile")
 @click.argument("input_file", metavar="FILE.msi", type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--output", metavar="DIR", required=True, type=click.Path(file_okay=False),
-              help="Directory for the outputs (created if missing; unchanged files are not rewritten).")
-@click.option("--depfile", "-M", metavar="FILE", type=click.Path(dir_okay=False),
-              help="Also write a Make/Ninja depfile listing every input read.")
+@click.option(
+    "-o",
+    "--output",
+    metavar="DIR",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Directory for the outputs (created if missing; unchanged files are not rewritten).",
+)
+@click.option(
+    "--depfile",
+    "-M",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Also write a Make/Ninja depfile listing every input read.",
+)
 @click.option("--report", is_flag=True, help="Print the readable allocation table to stdout.")
 @_common
-def compile_cmd(input_file: str, output: str, depfile: str | None, report: bool, fmt: str,
-                werror: bool, warning: tuple[str, ...], color: str, debug: bool) -> None:
+def compile_cmd(
+    input_file: str,
+    output: str,
+    depfile: str | None,
+    report: bool,
+    fmt: str,
+    werror: bool,
+    warning: tuple[str, ...],
+    color: str,
+    debug: bool,
+) -> None:
     """Compile FILE.msi into device trees in DIR: system.dts/.dtb (the whole machine)
     and <partition>.dts/.dtb for every partition."""
     _run(input_file, output, fmt, werror, warning, depfile, report, color, debug)
@@ -128,15 +173,21 @@ def compile_cmd(input_file: str, output: str, depfile: str | None, report: bool,
 @click.argument("input_file", metavar="FILE.msi", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print allocation.json instead of the table.")
 @_common
-def report_cmd(input_file: str, as_json: bool, fmt: str, werror: bool, warning: tuple[str, ...],
-               color: str, debug: bool) -> None:
+def report_cmd(
+    input_file: str, as_json: bool, fmt: str, werror: bool, warning: tuple[str, ...], color: str, debug: bool
+) -> None:
     """Print the MSI allocation of FILE.msi: per function the mechanism, vectors
     requested and granted, controller, DeviceID/EventIDs or address/data, and why."""
     from dtmsi.driver import compile_file
     from dtmsi.options import CompileOptions
 
-    options = CompileOptions(input=Path(input_file), diagnostics_format=fmt,  # type: ignore[arg-type]
-                             werror=werror, silenced=_silenced(warning), color=_use_color(color))
+    options = CompileOptions(
+        input=Path(input_file),
+        diagnostics_format=fmt,  # type: ignore[arg-type]
+        werror=werror,
+        silenced=_silenced(warning),
+        color=_use_color(color),
+    )
     try:
         result = compile_file(options)
     except Exception as e:
@@ -149,15 +200,16 @@ def report_cmd(input_file: str, as_json: bool, fmt: str, werror: bool, warning: 
         sys.exit(1)
     from dtmsi.report import render_table, to_json
 
-    click.echo(to_json(result.machine, result.allocation) if as_json
-               else render_table(result.machine, result.allocation), nl=False)
+    click.echo(
+        to_json(result.machine, result.allocation) if as_json else render_table(result.machine, result.allocation),
+        nl=False,
+    )
     sys.exit(0)
 
 
 @main.command("check")
 @click.argument("input_file", metavar="FILE.msi", type=click.Path(exists=True, dir_okay=False))
 @_common
-def check_cmd(input_file: str, fmt: str, werror: bool, warning: tuple[str, ...], color: str,
-              debug: bool) -> None:
+def check_cmd(input_file: str, fmt: str, werror: bool, warning: tuple[str, ...], color: str, debug: bool) -> None:
     """Parse, resolve and check FILE.msi; print diagnostics; write nothing."""
     _run(input_file, None, fmt, werror, warning, None, False, color, debug)

@@ -75,15 +75,10 @@ class DiagnosticSink:
 def render_text(diag: Diagnostic, *, werror: bool = False, color: bool = False) -> str:
     sev = "error" if diag.code.is_error or werror else "warning"
     bold, red, magenta, cyan, green, reset = (
-        ("\033[1m", "\033[31m", "\033[35m", "\033[36m", "\033[32m", "\033[0m")
-        if color
-        else ("", "", "", "", "", "")
+        ("\033[1m", "\033[31m", "\033[35m", "\033[36m", "\033[32m", "\033[0m") if color else ("", "", "", "", "", "")
     )
     sev_color = red if sev == "error" else magenta
-    lines = [
-        f"{bold}{diag.span.location()}: {sev_color}{sev}[{diag.code.id}]{reset}{bold}: "
-        f"{diag.message}{reset}"
-    ]
+    lines = [f"{bold}{diag.span.location()}: {sev_color}{sev}[{diag.code.id}]{reset}{bold}: {diag.message}{reset}"]
     if diag.span.file.text:
         text, carets = diag.span.snippet()
         lines.append(f"    {text}")
@@ -118,10 +113,7 @@ def to_json(diags: list[Diagnostic], *, werror: bool = False) -> str:
             "code": d.code.id,
             "message": d.message,
             "span": span_obj(d.span),
-            "notes": [
-                {"message": n.message, "span": span_obj(n.span) if n.span else None}
-                for n in d.notes
-            ],
+            "notes": [{"message": n.message, "span": span_obj(n.span) if n.span else None} for n in d.notes],
             "hint": d.hint,
         }
         for d in diags

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NoReturn, cast
@@ -41,7 +41,7 @@ def _fail(code: Code, span: Span, message: str, hint: str | None = None) -> NoRe
     raise _Bad(code, span, message, hint)
 
 
-def did_you_mean(name: str, candidates: list[str] | set[str] | dict[str, object]) -> str | None:
+def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None
 
@@ -226,9 +226,7 @@ class Args:
             return a.span
         return None
 
-    def number(
-        self, what: str, lo: int | None = 0, hi: int | None = None
-    ) -> tuple[int, Span]:
+    def number(self, what: str, lo: int | None = 0, hi: int | None = None) -> tuple[int, Span]:
         a = self.next(what)
         v = evaluate(a, self.env, what)
         _check_range(v, a.span, what, lo, hi)
@@ -416,9 +414,7 @@ class Lowerer:
                 self._guard(self._top, stmt, env)
         return self.program
 
-    def _load(
-        self, path: Path, display: str, text: str | None, include_span: Span | None
-    ) -> list[s.Stmt] | None:
+    def _load(self, path: Path, display: str, text: str | None, include_span: Span | None) -> list[s.Stmt] | None:
         key = path.resolve()
         if key in self._stack:
             assert include_span is not None
@@ -434,9 +430,7 @@ class Lowerer:
                 if include_span is None:
                     include_span = Span(SourceFile(display, ""), 0, 0)
                 reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-                self.sink.report(
-                    C.INCLUDE_NOT_FOUND, include_span, f"cannot read '{display}': {reason}"
-                )
+                self.sink.report(C.INCLUDE_NOT_FOUND, include_span, f"cannot read '{display}': {reason}")
                 return None
         self._included.add(key)
         self.program.files.append(display)
@@ -546,12 +540,12 @@ class Lowerer:
                 continue
             if w == "use":
                 try:
-                    body, inner = self._use(st, env)
+                    (tname, tbody), inner = self._use(st, env)
                 except _Bad as b:
                     self._report(b)
                     continue
-                self._using.append(body[0])
-                yield from self._expand(body[1], inner)
+                self._using.append(tname)
+                yield from self._expand(tbody, inner)
                 self._using.pop()
                 continue
             if w == "repeat":
@@ -564,7 +558,9 @@ class Lowerer:
                     yield from self._expand(body, env.child({var: v} if var else {}))
                 continue
             if w == "include":
-                self._report(_Bad(C.UNKNOWN_STATEMENT, st.word_span, "'include' is allowed at the top level of a file only"))
+                self._report(
+                    _Bad(C.UNKNOWN_STATEMENT, st.word_span, "'include' is allowed at the top level of a file only")
+                )
                 continue
             yield st, env
 
@@ -651,10 +647,26 @@ class Lowerer:
         elif w in _PCI_WORDS:
             _fail(C.UNKNOWN_STATEMENT, st.word_span, f"'{w}' belongs inside a host bridge or bridge block")
         else:
-            self._unknown(st, ["platform", "host-bridge", "policy", "apply", "pe", "partition",
-                               "unassigned", "node", "const", "template", "use", "repeat", "include"],
-                          "at the top level",
-                          "controllers are declared as 'NAME = msi-controller KIND ...'")
+            self._unknown(
+                st,
+                [
+                    "platform",
+                    "host-bridge",
+                    "policy",
+                    "apply",
+                    "pe",
+                    "partition",
+                    "unassigned",
+                    "node",
+                    "const",
+                    "template",
+                    "use",
+                    "repeat",
+                    "include",
+                ],
+                "at the top level",
+                "controllers are declared as 'NAME = msi-controller KIND ...'",
+            )
 
     def _unknown(self, st: s.Stmt, allowed: list[str], where: str, extra: str | None = None) -> NoReturn:
         hint = did_you_mean(st.word, allowed) or extra
@@ -674,8 +686,12 @@ class Lowerer:
             name = a.string("the platform's compatible string")[0]
         a.end()
         if self.program.platform is not None:
-            raise _Bad(C.REPEATED_SETTING, st.word_span, "platform declared twice",
-                       notes=(Note("first declared here", self.program.platform.span),))
+            raise _Bad(
+                C.REPEATED_SETTING,
+                st.word_span,
+                "platform declared twice",
+                notes=(Note("first declared here", self.program.platform.span),),
+            )
         model: str | None = None
         compatible: tuple[str, ...] = (name,) if name else ()
         mode: ast.MsiModeDecl | None = None
@@ -708,8 +724,11 @@ class Lowerer:
                 elif w == "cpus":
                     cpus = b.number("the CPU count", 1, 1 << 16)[0]
                 else:
-                    self._unknown(sub, ["model", "compatible", "msi", "base", "address-cells",
-                                        "size-cells", "cpus", "node"], "in 'platform'")
+                    self._unknown(
+                        sub,
+                        ["model", "compatible", "msi", "base", "address-cells", "size-cells", "cpus", "node"],
+                        "in 'platform'",
+                    )
                 b.end()
                 self._no_block(sub)
             except _Bad as e:
@@ -766,8 +785,12 @@ class Lowerer:
     def _controller(self, st: s.Stmt, env: Env) -> None:
         name = st.word
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            _fail(C.BAD_VALUE, st.word_span, f"'{name}' is not a valid controller name",
-                  "controller names become device-tree labels: letters, digits and '_'")
+            _fail(
+                C.BAD_VALUE,
+                st.word_span,
+                f"'{name}' is not a valid controller name",
+                "controller names become device-tree labels: letters, digits and '_'",
+            )
         a = Args(st, env)
         a.punct("=")
         role_word, _ = a.word("interrupt-controller", "msi-controller")
@@ -814,8 +837,9 @@ class Lowerer:
             except _Bad as e:
                 self._report(e)
         self.program.controllers.append(
-            ast.ControllerDecl(name, role, kind, address, size, parent, from_base,
-                               tuple(settings), compatible, tuple(props), st.span)
+            ast.ControllerDecl(
+                name, role, kind, address, size, parent, from_base, tuple(settings), compatible, tuple(props), st.span
+            )
         )
 
     # ------------------------------------------------------------ host bridges
@@ -883,15 +907,43 @@ class Lowerer:
                 elif w == "pe-total-msi":
                     pe_total = b.number("ibm,pe-total-#msi", 0, 0xFFFFFFFF)
                 else:
-                    self._unknown(sub, ["compatible", "domain", "buses", "window", "msi", "intx",
-                                        "pe-total-msi", "property", *_PCI_WORDS], "in 'host-bridge'")
+                    self._unknown(
+                        sub,
+                        [
+                            "compatible",
+                            "domain",
+                            "buses",
+                            "window",
+                            "msi",
+                            "intx",
+                            "pe-total-msi",
+                            "property",
+                            *_PCI_WORDS,
+                        ],
+                        "in 'host-bridge'",
+                    )
                 b.end()
             except _Bad as e:
                 self._report(e)
         return ast.HostBridgeDecl(
-            name, name_span, cast(Literal["ecam", "papr"], kind), base, size, buid, compatible,
-            domain, buses, tuple(windows), tuple(maps), msi_map_mask, msi_parent, intx, pe_total,
-            tuple(props), tuple(children), st.span,
+            name,
+            name_span,
+            cast(Literal["ecam", "papr"], kind),
+            base,
+            size,
+            buid,
+            compatible,
+            domain,
+            buses,
+            tuple(windows),
+            tuple(maps),
+            msi_map_mask,
+            msi_parent,
+            intx,
+            pe_total,
+            tuple(props),
+            tuple(children),
+            st.span,
         )
 
     def _window(self, st: s.Stmt, a: Args) -> ast.WindowDecl:
@@ -948,8 +1000,7 @@ class Lowerer:
                 swizzle = False
             else:
                 trig = opt
-        return ast.IntxRouteDecl(ctrl, cspan, kind, first, last,
-                                 cast(Literal["level", "edge"], trig), swizzle, st.span)
+        return ast.IntxRouteDecl(ctrl, cspan, kind, first, last, cast(Literal["level", "edge"], trig), swizzle, st.span)
 
     # ------------------------------------------------------------ functions
 
@@ -959,8 +1010,11 @@ class Lowerer:
         if isinstance(arg, s.DevFnArg):
             return arg.device, arg.function, arg.span
         if isinstance(arg, s.TupleArg) and len(arg.items) == 2:
-            return (evaluate(arg.items[0], a.env, "a device number"),
-                    evaluate(arg.items[1], a.env, "a function number"), arg.span)
+            return (
+                evaluate(arg.items[0], a.env, "a device number"),
+                evaluate(arg.items[1], a.env, "a function number"),
+                arg.span,
+            )
         _fail(C.SYNTAX, arg.span, f"expected a dev.fn address such as 01.0 or (dev, fn), found {_describe(arg)}")
 
     def _function(self, st: s.Stmt, env: Env) -> ast.FunctionDecl:
@@ -993,8 +1047,13 @@ class Lowerer:
                 b = Args(sub, senv)
                 if w in _PCI_WORDS:
                     if not is_bridge:
-                        _fail(C.UNKNOWN_STATEMENT, sub.word_span, f"an endpoint cannot contain '{w}'",
-                              "only bridges (root-port, switch, downstream, pci-bridge, pcie-to-pci-bridge) have a bus below them")
+                        _fail(
+                            C.UNKNOWN_STATEMENT,
+                            sub.word_span,
+                            f"an endpoint cannot contain '{w}'",
+                            "only bridges (root-port, switch, downstream, pci-bridge, pcie-to-pci-bridge) "
+                            "have a bus below them",
+                        )
                     if kind == "switch" and w != "downstream":
                         _fail(C.UNKNOWN_STATEMENT, sub.word_span, "a switch contains 'downstream' ports only")
                     if w == "downstream" and kind != "switch":
@@ -1061,17 +1120,58 @@ class Lowerer:
                     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9,._+-]{0,30}", node_name):
                         _fail(C.BAD_VALUE, sub.args[0].span, f"'{node_name}' is not a valid node name")
                 else:
-                    self._unknown(sub, ["id", "class", "revision", "subsystem", "bar", "msi", "msix",
-                                        "intx", "policy", "sriov", "ari", "pcie", "conventional", "bus",
-                                        "name", "property", *(_PCI_WORDS if is_bridge else ())],
-                                  f"in '{st.word}'")
+                    self._unknown(
+                        sub,
+                        [
+                            "id",
+                            "class",
+                            "revision",
+                            "subsystem",
+                            "bar",
+                            "msi",
+                            "msix",
+                            "intx",
+                            "policy",
+                            "sriov",
+                            "ari",
+                            "pcie",
+                            "conventional",
+                            "bus",
+                            "name",
+                            "property",
+                            *(_PCI_WORDS if is_bridge else ()),
+                        ],
+                        f"in '{st.word}'",
+                    )
                 b.end()
             except _Bad as e:
                 self._report(e)
         return ast.FunctionDecl(
-            kind, name, name_span, dev, fn, dspan, vendor, device_id, class_code, revision,
-            subsystem, tuple(bars), msi, msix, intx, intx_span, policy, sriov, ari, pcie, bus,
-            node_name, tuple(props), tuple(children), st.span,
+            kind,
+            name,
+            name_span,
+            dev,
+            fn,
+            dspan,
+            vendor,
+            device_id,
+            class_code,
+            revision,
+            subsystem,
+            tuple(bars),
+            msi,
+            msix,
+            intx,
+            intx_span,
+            policy,
+            sriov,
+            ari,
+            pcie,
+            bus,
+            node_name,
+            tuple(props),
+            tuple(children),
+            st.span,
         )
 
     def _bar(self, st: s.Stmt, a: Args) -> ast.BarDecl:
@@ -1149,8 +1249,11 @@ class Lowerer:
                 elif w == "policy":
                     policy = b.name("a policy name")
                 else:
-                    self._unknown(sub, ["total-vfs", "vfs", "offset", "stride", "vf-id", "bar", "msi",
-                                        "msix", "policy"], "in 'sriov'")
+                    self._unknown(
+                        sub,
+                        ["total-vfs", "vfs", "offset", "stride", "vf-id", "bar", "msi", "msix", "policy"],
+                        "in 'sriov'",
+                    )
                 b.end()
             except _Bad as e:
                 self._report(e)
@@ -1199,8 +1302,15 @@ class Lowerer:
                 b.end()
             except _Bad as e:
                 self._report(e)
-        return ast.PolicyDecl(name, tuple(prefer), vectors, up_front,
-                              cast(Literal["degrade", "fallback", "fail"], on_short), on_short_span, st.span)
+        return ast.PolicyDecl(
+            name,
+            tuple(prefer),
+            vectors,
+            up_front,
+            cast(Literal["degrade", "fallback", "fail"], on_short),
+            on_short_span,
+            st.span,
+        )
 
     def _vectors(self, st: s.Stmt, a: Args) -> ast.VectorsDecl:
         arg = a.next("a vector count: requested, N, cpus, cpus + N or MIN..MAX")
@@ -1225,7 +1335,7 @@ class Lowerer:
                 _fail(C.NUMBER_RANGE, arg.span, "a function needs at least 1 vector")
         minimum: int | None = count if maximum is not None else None
         if a.opt_word("min"):
-            minimum, mspan = a.number("the minimum vector count", 1, 2048)
+            minimum, _mspan = a.number("the minimum vector count", 1, 2048)
         a.end()
         return ast.VectorsDecl(base, count, maximum, minimum, st.span, scale)
 
@@ -1248,7 +1358,11 @@ class Lowerer:
             start = a.peek()
             if a.opt_word("pe"):
                 name, span = a.name("a PE name")
-                out.append(ast.Selector((name,), False, None, True, Span(span.file, start.span.start if start else span.start, span.end)))
+                out.append(
+                    ast.Selector(
+                        (name,), False, None, True, Span(span.file, start.span.start if start else span.start, span.end)
+                    )
+                )
             else:
                 arg = a.next("a function, 'NAME.*' or 'pe NAME'")
                 if not isinstance(arg, s.Name):
@@ -1343,7 +1457,7 @@ class Lowerer:
         path, pspan = a.string("the node's path" if top else "the node's name")
         a.end()
         if top and not path.startswith("/"):
-            _fail(C.BAD_VALUE, pspan, f"'{path}' is not an absolute node path", "write it like \"/chosen\"")
+            _fail(C.BAD_VALUE, pspan, f"'{path}' is not an absolute node path", 'write it like "/chosen"')
         if not top and "/" in path:
             _fail(C.BAD_VALUE, pspan, "a nested node takes a plain name, not a path")
         props: list[ast.RawProperty] = []
@@ -1387,7 +1501,7 @@ class Lowerer:
                     continue
                 if isinstance(arg, s.Name) and arg.text == "bytes":
                     a.i += 1
-                    text, bspan = a.string("hex bytes such as \"0a1b2c\"")
+                    text, bspan = a.string('hex bytes such as "0a1b2c"')
                     try:
                         chunks.append(ast.RawBytes(bytes.fromhex(text)))
                     except ValueError:

@@ -169,9 +169,7 @@ class BridgeWindow:
     size: int
 
 
-FunctionKindName = Literal[
-    "endpoint", "root-port", "switch", "downstream", "pci-bridge", "pcie-to-pci-bridge", "vf"
-]
+FunctionKindName = Literal["endpoint", "root-port", "switch", "downstream", "pci-bridge", "pcie-to-pci-bridge", "vf"]
 
 
 @dataclass(eq=False)

@@ -102,8 +102,9 @@ def build_view(hb: HostBridge, keep: set[int] | None, allocs: AllocationResult) 
                 members += [v for v in f.sriov.vfs if kept(v)]
             for g in members:
                 a = allocs.by_function.get(id(g))
-                q = QNode(g, g.class_code, parent=parent,
-                          req_msi=a.req_msi if a else None, req_msix=a.req_msix if a else None)
+                q = QNode(
+                    g, g.class_code, parent=parent, req_msi=a.req_msi if a else None, req_msix=a.req_msix if a else None
+                )
                 parent.children.append(q)
                 index[id(g)] = q
 
@@ -158,10 +159,7 @@ def msi_quota_for_device(node: QNode, request: int) -> int:
         return request
     spare = over = 0
     for n in nodes:
-        if n is node:
-            req = request
-        else:
-            req = max(n.req_msi or 0, n.req_msix or 0)
+        req = request if n is node else max(n.req_msi or 0, n.req_msix or 0)
         if req < quota:
             spare += quota - req
         elif req > quota:
@@ -213,8 +211,9 @@ def predict(node: QNode, mech: str, nvec: int, minvec: int) -> Prediction:
             allocated = m
             if m != nvec:
                 steps.append(f"MSI-X rounded up to {m} (firmware wants powers of two)")
-    steps.append(f"ibm,change-msi function {RTAS_CHANGE_MSIX_FN if mech == 'msix' else RTAS_CHANGE_MSI_FN}, "
-                 f"count {allocated}")
+    steps.append(
+        f"ibm,change-msi function {RTAS_CHANGE_MSIX_FN if mech == 'msix' else RTAS_CHANGE_MSI_FN}, count {allocated}"
+    )
     return Prediction(nvec, allocated, quota, steps)
 
 
@@ -238,8 +237,9 @@ def plan(machine: Machine, allocs: AllocationResult, sink: DiagnosticSink) -> No
         if override_x is not None:
             req_msix = override_x
         a.req_msi, a.req_msix = req_msi, req_msix
-    views: list[tuple[Partition | None, set[int] | None]] = [(p, {id(f) for f in p.functions})
-                                                             for p in machine.partitions]
+    views: list[tuple[Partition | None, set[int] | None]] = [
+        (p, {id(f) for f in p.functions}) for p in machine.partitions
+    ]
     if not views:
         views = [(None, None)]
     for part, keep in views:
@@ -252,10 +252,13 @@ def plan(machine: Machine, allocs: AllocationResult, sink: DiagnosticSink) -> No
             n = count_devices(root)
             if hb.pe_total_msi is not None and hb.pe_total_msi < n:
                 where = f" in partition '{part.name}'" if part else ""
-                sink.report(C.PE_TOTAL_BELOW_DEVICES, hb.span,
-                            f"ibm,pe-total-#msi of '{hb.name}' is {hb.pe_total_msi}, below its {n} "
-                            f"devices{where}: Linux's per-device quota becomes 0 and stops limiting requests",
-                            hint=f"give 'pe-total-msi' at least {n}")
+                sink.report(
+                    C.PE_TOTAL_BELOW_DEVICES,
+                    hb.span,
+                    f"ibm,pe-total-#msi of '{hb.name}' is {hb.pe_total_msi}, below its {n} "
+                    f"devices{where}: Linux's per-device quota becomes 0 and stops limiting requests",
+                    hint=f"give 'pe-total-msi' at least {n}",
+                )
                 continue
             for a in allocs.order:
                 q = index.get(id(a.function))
@@ -269,8 +272,7 @@ def _predict_one(a: Allocation, q: QNode, allocator: Allocator, sink: Diagnostic
     f = a.function
     if a.mechanism not in ("msi", "msix"):
         return
-    capacity = (f.msix.table_size if a.mechanism == "msix" and f.msix else
-                f.msi.vectors if f.msi else 0)
+    capacity = f.msix.table_size if a.mechanism == "msix" and f.msix else f.msi.vectors if f.msi else 0
     want, minimum = allocator.wanted(a, capacity)
     want = min(want, capacity)
     pred = predict(q, a.mechanism, want, minimum)
@@ -280,25 +282,40 @@ def _predict_one(a: Allocation, q: QNode, allocator: Allocator, sink: Diagnostic
     a.hardware_vectors = pred.allocated
     a.reasons.extend(pred.steps)
     if pred.granted < want:
-        sink.report(C.QUOTA_SHORT, f.name_span,
-                    f"Linux will give '{f.name}' {pred.granted} of the {want} {a.mechanism} vectors "
-                    f"policy '{a.policy.name}' asks for" +
-                    (f", below its minimum {minimum}" if pred.granted < minimum else ""),
-                    hint="; ".join(pred.steps),
-                    notes=(Note(f"policy '{a.policy.name}'", a.policy.span),))
+        sink.report(
+            C.QUOTA_SHORT,
+            f.name_span,
+            f"Linux will give '{f.name}' {pred.granted} of the {want} {a.mechanism} vectors "
+            f"policy '{a.policy.name}' asks for" + (f", below its minimum {minimum}" if pred.granted < minimum else ""),
+            hint="; ".join(pred.steps),
+            notes=(Note(f"policy '{a.policy.name}'", a.policy.span),),
+        )
 
 
-def _check_total(hb: HostBridge, root: QNode, index: dict[int, QNode], allocs: AllocationResult,
-                 sink: DiagnosticSink, part: Partition | None) -> None:
+def _check_total(
+    hb: HostBridge,
+    root: QNode,
+    index: dict[int, QNode],
+    allocs: AllocationResult,
+    sink: DiagnosticSink,
+    part: Partition | None,
+) -> None:
     if hb.pe_total_msi is None:
         return
-    used = sum(allocs.by_function[id(q.function)].hardware_vectors for q in index.values()
-               if q.function is not None and id(q.function) in allocs.by_function
-               and allocs.by_function[id(q.function)].mechanism in ("msi", "msix"))
+    used = sum(
+        allocs.by_function[id(q.function)].hardware_vectors
+        for q in index.values()
+        if q.function is not None
+        and id(q.function) in allocs.by_function
+        and allocs.by_function[id(q.function)].mechanism in ("msi", "msix")
+    )
     if used > hb.pe_total_msi:
         where = f" in partition '{part.name}'" if part else ""
-        sink.report(C.PE_OVERCOMMIT, hb.span,
-                    f"planned MSI allocations under '{hb.name}'{where} add up to {used}, above its "
-                    f"ibm,pe-total-#msi of {hb.pe_total_msi}",
-                    hint="Linux's spare redistribution can promise more than the PE holds; the hypervisor "
-                         "will refuse the last requests")
+        sink.report(
+            C.PE_OVERCOMMIT,
+            hb.span,
+            f"planned MSI allocations under '{hb.name}'{where} add up to {used}, above its "
+            f"ibm,pe-total-#msi of {hb.pe_total_msi}",
+            hint="Linux's spare redistribution can promise more than the PE holds; the hypervisor "
+            "will refuse the last requests",
+        )

@@ -124,9 +124,7 @@ def _tokenize(file: SourceFile) -> list[tuple[str, str, int, int]]:
 def _lexical_error(file: SourceFile, pos: int) -> ParseError:
     text = file.text
     if text.startswith("/*", pos):
-        return ParseError(
-            "unterminated comment", Span(file, pos, pos + 2), "close it with '*/'", "E102"
-        )
+        return ParseError("unterminated comment", Span(file, pos, pos + 2), "close it with '*/'", "E102")
     if text.startswith('"', pos):
         return ParseError(
             "unterminated string",
@@ -168,7 +166,7 @@ class _FastParser:
 
     def stmt(self) -> s.Stmt:
         toks = self.toks
-        kind, word, start, end = toks[self.i]
+        _kind, word, start, end = toks[self.i]
         self.i += 1
         args: list[s.Arg] = []
         while True:
@@ -184,9 +182,7 @@ class _FastParser:
                     raise _Syntax(toks[self.i][2])
                 stmt_end = toks[self.i][3]
                 self.i += 1
-                return s.Stmt(
-                    word, self.span(start, end), tuple(args), tuple(body), self.span(start, stmt_end)
-                )
+                return s.Stmt(word, self.span(start, end), tuple(args), tuple(body), self.span(start, stmt_end))
             args.append(self.arg())
 
     def arg(self) -> s.Arg:
@@ -236,15 +232,15 @@ class _FastParser:
             return s.IdPairArg(int(ven, 16), int(did, 16), self.span(start, end))
         if k == "LBRACKET":
             lo = self.expr(0)
-            hi: s.Expr | None = None
+            upper: s.Expr | None = None
             if toks[self.i][0] == "DOTDOT":
                 self.i += 1
-                hi = self.expr(0)
+                upper = self.expr(0)
             if toks[self.i][0] != "RBRACKET":
                 raise _Syntax(toks[self.i][2])
             close = toks[self.i][3]
             self.i += 1
-            return s.IndexArg(lo, hi, self.span(start, close))
+            return s.IndexArg(lo, upper, self.span(start, close))
         raise _Syntax(start)
 
     def expr(self, min_level: int, left: s.Expr | None = None) -> s.Expr:
@@ -317,7 +313,7 @@ def _make_transformer(file: SourceFile) -> Any:
 
         return f
 
-    class T(lark.Transformer):  # type: ignore[misc]
+    class T(lark.Transformer[Any, Any]):
         def start(self, c: list[s.Stmt]) -> list[s.Stmt]:
             return c
 
@@ -438,7 +434,7 @@ def _explain_with_lark(file: SourceFile) -> None:
     try:
         _lark().parse(file.text)
     except lx.UnexpectedCharacters as e:
-        raise _lexical_error(file, e.pos_in_stream) from None
+        raise _lexical_error(file, e.pos_in_stream or 0) from None
     except lx.UnexpectedToken as e:
         tok = e.token
         if tok.type == "$END":
@@ -452,6 +448,4 @@ def _explain_with_lark(file: SourceFile) -> None:
         hint = None
         if tok.type in ("WORD", "RBRACE") and "SEMI" in e.expected:
             hint = "the statement before it may be missing its ';'"
-        raise ParseError(
-            f"unexpected {str(tok)!r}" + _expected(set(e.expected)), span, hint
-        ) from None
+        raise ParseError(f"unexpected {str(tok)!r}" + _expected(set(e.expected)), span, hint) from None

@@ -40,8 +40,17 @@ def _function_entry(a: Allocation, machine: Machine) -> dict[str, object]:
         "device_id": a.device_id,
         "shares_device_id_with": a.shares_device_id_with,
         "messages": [
-            {k: v for k, v in (("vector", m.vector), ("address", m.address), ("data", m.data),
-                                ("event_id", m.event_id), ("hwirq", m.hwirq)) if v is not None}
+            {
+                k: v
+                for k, v in (
+                    ("vector", m.vector),
+                    ("address", m.address),
+                    ("data", m.data),
+                    ("event_id", m.event_id),
+                    ("hwirq", m.hwirq),
+                )
+                if v is not None
+            }
             for m in a.messages
         ],
         "reasons": a.reasons,
@@ -84,13 +93,20 @@ def render_table(machine: Machine, alloc: AllocationResult) -> str:
             msgs = f"INT{'ABCD'[f.intx_pin - 1]}"
         else:
             msgs = "-"
-        rows.append((
-            f.full_bdf, f.name, f"{f.rid:#06x}" + (f"->{f.dma_alias:#06x}" if f.dma_alias != f.rid else ""),
-            a.mechanism, str(a.requested or "-"), str(a.granted or "-"),
-            a.controller.name if a.controller else "-",
-            f"{a.device_id:#x}" if a.device_id is not None else "-", msgs,
-            a.reasons[-1] if a.reasons else "",
-        ))
+        rows.append(
+            (
+                f.full_bdf,
+                f.name,
+                f"{f.rid:#06x}" + (f"->{f.dma_alias:#06x}" if f.dma_alias != f.rid else ""),
+                a.mechanism,
+                str(a.requested or "-"),
+                str(a.granted or "-"),
+                a.controller.name if a.controller else "-",
+                f"{a.device_id:#x}" if a.device_id is not None else "-",
+                msgs,
+                a.reasons[-1] if a.reasons else "",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     out = []
     for r in rows:

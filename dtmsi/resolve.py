@@ -10,6 +10,7 @@ live in ``checks/``.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -76,17 +77,20 @@ class Resolver:
         self.functions: dict[str, m.Function] = {}
         self.host_bridges: list[m.HostBridge] = []
 
-    def error(self, code: C.Code, span: Span, msg: str, hint: str | None = None,
-              notes: tuple[Note, ...] = ()) -> None:
+    def error(self, code: C.Code, span: Span, msg: str, hint: str | None = None, notes: tuple[Note, ...] = ()) -> None:
         self.sink.report(code, span, msg, hint=hint, notes=notes)
 
     def claim_label(self, name: str, span: Span, what: str) -> bool:
         label = name.replace("-", "_").replace(".", "_")
         prev = self.labels.get(label)
         if prev is not None:
-            self.error(C.DUPLICATE_NAME, span, f"{what} '{name}' reuses a name already defined",
-                       notes=(Note("first defined here", prev),),
-                       hint="controllers, host bridges and functions share one namespace: they become device-tree labels")
+            self.error(
+                C.DUPLICATE_NAME,
+                span,
+                f"{what} '{name}' reuses a name already defined",
+                notes=(Note("first defined here", prev),),
+                hint="controllers, host bridges and functions share one namespace: they become device-tree labels",
+            )
             return False
         self.labels[label] = span
         return True
@@ -110,15 +114,24 @@ class Resolver:
         rules = self._rules(policies)
         for f in self.functions.values():
             if f.policy is not None and f.policy not in policies and f.policy_span is not None:
-                self.error(C.UNKNOWN_NAME, f.policy_span, f"unknown policy '{f.policy}'",
-                           did_you_mean(f.policy, policies))
+                self.error(
+                    C.UNKNOWN_NAME, f.policy_span, f"unknown policy '{f.policy}'", did_you_mean(f.policy, policies)
+                )
         pes = self._pes()
         partitions = self._partitions(pes)
         unassigned = [f for d in self.p.unassigned for s in d.members for f in self._select(s, pes)]
         return m.Machine(
-            self.source_name, platform, list(self.controllers.values()), self.host_bridges,
-            policies, rules, pes, partitions, unassigned, list(self.p.raw_nodes)
-            + list(self.p.platform.raw_nodes if self.p.platform else ()), list(self.p.files),
+            self.source_name,
+            platform,
+            list(self.controllers.values()),
+            self.host_bridges,
+            policies,
+            rules,
+            pes,
+            partitions,
+            unassigned,
+            list(self.p.raw_nodes) + list(self.p.platform.raw_nodes if self.p.platform else ()),
+            list(self.p.files),
         )
 
     # ------------------------------------------------------------ platform, controllers
@@ -126,41 +139,63 @@ class Resolver:
     def _platform(self) -> m.Platform:
         d = self.p.platform
         if d is None:
-            return m.Platform(("dtmsi,machine",), None, m.MsiMode("native", None, {}), None, None,
-                              2, 2, 1, None)
+            return m.Platform(("dtmsi,machine",), None, m.MsiMode("native", None, {}), None, None, 2, 2, 1, None)
         mode = m.MsiMode("native", None, {})
         if d.msi_mode is not None:
-            mode = m.MsiMode(d.msi_mode.kind, d.msi_mode.flavour,
-                             {name: v for name, v, _ in d.msi_mode.tokens})
+            mode = m.MsiMode(d.msi_mode.kind, d.msi_mode.flavour, {name: v for name, v, _ in d.msi_mode.tokens})
         compatible = d.compatible or ("dtmsi,machine",)
-        return m.Platform(compatible, d.model, mode, d.base[0] if d.base else None,
-                          d.base[1] if d.base else None, d.address_cells, d.size_cells,
-                          d.cpus or 1, d.span)
+        return m.Platform(
+            compatible,
+            d.model,
+            mode,
+            d.base[0] if d.base else None,
+            d.base[1] if d.base else None,
+            d.address_cells,
+            d.size_cells,
+            d.cpus or 1,
+            d.span,
+        )
 
     def _controller(self, d: ast.ControllerDecl) -> None:
         kind = CONTROLLER_KINDS.get(d.kind)
         if kind is None:
-            self.error(C.UNKNOWN_NAME, d.span, f"unknown controller kind '{d.kind}'",
-                       did_you_mean(d.kind, CONTROLLER_KINDS) or
-                       "known kinds: " + ", ".join(sorted(CONTROLLER_KINDS)))
+            self.error(
+                C.UNKNOWN_NAME,
+                d.span,
+                f"unknown controller kind '{d.kind}'",
+                did_you_mean(d.kind, CONTROLLER_KINDS) or "known kinds: " + ", ".join(sorted(CONTROLLER_KINDS)),
+            )
             return
         role, icells, mcells, compat = kind
         if role != d.role:
-            self.error(C.WRONG_KIND, d.span,
-                       f"'{d.kind}' is an {role} controller, declared as {d.role}-controller")
+            self.error(C.WRONG_KIND, d.span, f"'{d.kind}' is an {role} controller, declared as {d.role}-controller")
             return
         if not self.claim_label(d.name, d.span, "controller"):
             return
-        c = m.Controller(d.name, d.role, d.kind, d.address, d.size, None,
-                         d.from_base[0] if d.from_base else None, d.compatible or compat,
-                         icells, mcells, properties=d.properties, span=d.span)
+        c = m.Controller(
+            d.name,
+            d.role,
+            d.kind,
+            d.address,
+            d.size,
+            None,
+            d.from_base[0] if d.from_base else None,
+            d.compatible or compat,
+            icells,
+            mcells,
+            properties=d.properties,
+            span=d.span,
+        )
         allowed = _SETTINGS[d.kind]
         for name, values, span in d.settings:
             lim = allowed.get(name)
             if lim is None:
-                self.error(C.UNKNOWN_STATEMENT, span, f"'{name}' is not a setting of a {d.kind} controller",
-                           did_you_mean(name, allowed) or
-                           ("settings: " + ", ".join(sorted(allowed)) if allowed else None))
+                self.error(
+                    C.UNKNOWN_STATEMENT,
+                    span,
+                    f"'{name}' is not a setting of a {d.kind} controller",
+                    did_you_mean(name, allowed) or ("settings: " + ", ".join(sorted(allowed)) if allowed else None),
+                )
                 continue
             if not lim[0] <= len(values) <= lim[1]:
                 self.error(C.BAD_VALUE, span, f"'{name}' takes {lim[0]}..{lim[1]} values, {len(values)} given")
@@ -175,8 +210,7 @@ class Resolver:
                 if len(values) % 2:
                     self.error(C.BAD_VALUE, span, "'available' takes ranges like 0..255")
                     continue
-                c.available = tuple((values[i], values[i + 1] - values[i] + 1)
-                                    for i in range(0, len(values), 2))
+                c.available = tuple((values[i], values[i + 1] - values[i] + 1) for i in range(0, len(values), 2))
             elif name in ("msiir", "msi-address"):
                 c.msi_address = values[0]
             elif name == "cpus":
@@ -190,9 +224,12 @@ class Resolver:
             elif name == "msi-cells":
                 c.msi_cells = values[0]
         if d.kind == "gicv3-its" and d.address is None:
-            self.error(C.MISSING_SETTING, d.span,
-                       "a gicv3-its controller needs its address ('@ ADDRESS size SIZE'): "
-                       "MSI messages are written to its GITS_TRANSLATER register")
+            self.error(
+                C.MISSING_SETTING,
+                d.span,
+                "a gicv3-its controller needs its address ('@ ADDRESS size SIZE'): "
+                "MSI messages are written to its GITS_TRANSLATER register",
+            )
         if d.kind == "x86-apic":
             c.msi_address = 0xFEE00000
             if c.vectors is None:
@@ -211,12 +248,15 @@ class Resolver:
             if name.replace("-", "_") in self.labels:
                 self.error(C.WRONG_KIND, span, f"'{name}' is not a controller")
             else:
-                self.error(C.UNKNOWN_NAME, span, f"unknown controller '{name}'",
-                           did_you_mean(name, self.controllers))
+                self.error(C.UNKNOWN_NAME, span, f"unknown controller '{name}'", did_you_mean(name, self.controllers))
             return None
         if role == "msi" and not c.is_msi:
-            self.error(C.MSI_MAP_TARGET, span, f"'{name}' is an interrupt controller, not an MSI controller",
-                       "point MSI at a controller declared with '= msi-controller'")
+            self.error(
+                C.MSI_MAP_TARGET,
+                span,
+                f"'{name}' is an interrupt controller, not an MSI controller",
+                "point MSI at a controller declared with '= msi-controller'",
+            )
             return None
         if role == "interrupt" and c.interrupt_cells == 0:
             self.error(C.WRONG_KIND, span, f"'{name}' is an MSI controller, not an interrupt controller")
@@ -245,19 +285,44 @@ class Resolver:
             ic = self._controller_ref(d.intx.controller, d.intx.controller_span, "interrupt")
             if ic is not None:
                 if d.intx.kind == "spi" and ic.kind != "gicv3":
-                    self.error(C.INTX_SPEC, d.intx.span, f"'spi' numbers belong to a GIC; '{ic.name}' is {ic.kind}",
-                               "use 'irq' for this controller")
+                    self.error(
+                        C.INTX_SPEC,
+                        d.intx.span,
+                        f"'spi' numbers belong to a GIC; '{ic.name}' is {ic.kind}",
+                        "use 'irq' for this controller",
+                    )
                 elif d.intx.kind == "irq" and ic.kind == "gicv3":
                     self.error(C.INTX_SPEC, d.intx.span, "a GIC route names SPIs: 'spi A..B'")
                 else:
-                    intx = m.IntxRoute(ic, d.intx.kind, d.intx.first, d.intx.last - d.intx.first + 1,
-                                       d.intx.trigger, d.intx.swizzle, d.intx.span)
+                    intx = m.IntxRoute(
+                        ic,
+                        d.intx.kind,
+                        d.intx.first,
+                        d.intx.last - d.intx.first + 1,
+                        d.intx.trigger,
+                        d.intx.swizzle,
+                        d.intx.span,
+                    )
         compat = d.compatible or (("pci-host-ecam-generic",) if d.kind == "ecam" else ("IBM,Logical_PHB",))
         hb = m.HostBridge(
-            d.name, d.kind, d.config_base, d.config_size, d.buid, compat,
-            d.domain[0] if d.domain else None, first, last, windows, maps,
-            d.msi_map_mask[0] if d.msi_map_mask else None, parent, intx,
-            d.pe_total_msi[0] if d.pe_total_msi else None, d.properties, d.span, d.name_span,
+            d.name,
+            d.kind,
+            d.config_base,
+            d.config_size,
+            d.buid,
+            compat,
+            d.domain[0] if d.domain else None,
+            first,
+            last,
+            windows,
+            maps,
+            d.msi_map_mask[0] if d.msi_map_mask else None,
+            parent,
+            intx,
+            d.pe_total_msi[0] if d.pe_total_msi else None,
+            d.properties,
+            d.span,
+            d.name_span,
         )
         hb.children = [self._function(fd, hb, None) for fd in d.children]
         hb.children.sort(key=lambda f: f.devfn)
@@ -277,26 +342,58 @@ class Resolver:
             elif d.kind in _BRIDGE_DEFAULTS:
                 vendor, device_id = _BRIDGE_DEFAULTS[d.kind]
             else:
-                self.error(C.MISSING_SETTING, d.name_span, f"endpoint '{d.name}' has no 'id VENDOR:DEVICE'",
-                           "every function needs its vendor and device IDs, e.g. 'id 8086:10d3;'")
+                self.error(
+                    C.MISSING_SETTING,
+                    d.name_span,
+                    f"endpoint '{d.name}' has no 'id VENDOR:DEVICE'",
+                    "every function needs its vendor and device IDs, e.g. 'id 8086:10d3;'",
+                )
                 vendor, device_id = 0xFFFF, 0xFFFF
         class_code = d.class_code
         if class_code is None:
             class_code = 0x060400 if d.kind in ast.BRIDGE_KINDS else 0x000000
         f = m.Function(
-            d.name, d.kind, hb, parent, d.device, d.function, d.ari, d.pcie, vendor, device_id,
-            class_code, d.revision, d.subsystem, [self._bar(b) for b in d.bars],
-            self._msi(d.msi), self._msix(d.msix), d.intx,
-            d.policy[0] if d.policy else None, d.policy[1] if d.policy else None,
-            d.node_name or m.node_name_for_class(class_code), d.properties, d.span, d.name_span,
-            d.devfn_span, d.intx_span, pinned_bus=d.bus,
+            d.name,
+            d.kind,
+            hb,
+            parent,
+            d.device,
+            d.function,
+            d.ari,
+            d.pcie,
+            vendor,
+            device_id,
+            class_code,
+            d.revision,
+            d.subsystem,
+            [self._bar(b) for b in d.bars],
+            self._msi(d.msi),
+            self._msix(d.msix),
+            d.intx,
+            d.policy[0] if d.policy else None,
+            d.policy[1] if d.policy else None,
+            d.node_name or m.node_name_for_class(class_code),
+            d.properties,
+            d.span,
+            d.name_span,
+            d.devfn_span,
+            d.intx_span,
+            pinned_bus=d.bus,
         )
         if d.sriov is not None:
             sv = d.sriov
-            f.sriov = m.Sriov(sv.total_vfs, sv.num_vfs, sv.first_vf_offset, sv.vf_stride,
-                              sv.vf_device if sv.vf_device is not None else device_id,
-                              [self._bar(b) for b in sv.vf_bars], self._msi(sv.vf_msi),
-                              self._msix(sv.vf_msix), sv.vf_policy[0] if sv.vf_policy else None, sv.span)
+            f.sriov = m.Sriov(
+                sv.total_vfs,
+                sv.num_vfs,
+                sv.first_vf_offset,
+                sv.vf_stride,
+                sv.vf_device if sv.vf_device is not None else device_id,
+                [self._bar(b) for b in sv.vf_bars],
+                self._msi(sv.vf_msi),
+                self._msix(sv.vf_msix),
+                sv.vf_policy[0] if sv.vf_policy else None,
+                sv.span,
+            )
         if f.name not in self.functions:
             self.functions[f.name] = f
         f.children = [self._function(c, hb, f) for c in d.children]
@@ -305,8 +402,7 @@ class Resolver:
 
     @staticmethod
     def _bar(b: ast.BarDecl) -> m.Bar:
-        return m.Bar(b.index, b.kind, b.prefetchable, b.size, b.fixed is not None, b.span,
-                     address=b.fixed)
+        return m.Bar(b.index, b.kind, b.prefetchable, b.size, b.fixed is not None, b.span, address=b.fixed)
 
     @staticmethod
     def _msi(d: ast.MsiCapDecl | None) -> m.MsiCap | None:
@@ -322,28 +418,37 @@ class Resolver:
         with_domain = [hb for hb in self.host_bridges if hb.domain is not None]
         if with_domain and len(with_domain) != len(self.host_bridges):
             missing = next(hb for hb in self.host_bridges if hb.domain is None)
-            self.error(C.DOMAIN_MIXED, missing.name_span,
-                       f"host bridge '{missing.name}' has no 'domain' while others do",
-                       "Linux needs linux,pci-domain on all host bridges or on none",
-                       notes=(Note("a domain is given here", with_domain[0].span),))
+            self.error(
+                C.DOMAIN_MIXED,
+                missing.name_span,
+                f"host bridge '{missing.name}' has no 'domain' while others do",
+                "Linux needs linux,pci-domain on all host bridges or on none",
+                notes=(Note("a domain is given here", with_domain[0].span),),
+            )
         seen: dict[int, m.HostBridge] = {}
         for hb in with_domain:
             assert hb.domain is not None
             prev = seen.get(hb.domain)
             if prev is not None:
-                self.error(C.DOMAIN_DUPLICATE, hb.name_span,
-                           f"host bridges '{prev.name}' and '{hb.name}' are both PCI domain {hb.domain}",
-                           notes=(Note("first used here", prev.name_span),))
+                self.error(
+                    C.DOMAIN_DUPLICATE,
+                    hb.name_span,
+                    f"host bridges '{prev.name}' and '{hb.name}' are both PCI domain {hb.domain}",
+                    notes=(Note("first used here", prev.name_span),),
+                )
             seen[hb.domain] = hb
         if len(self.host_bridges) > 1 and not with_domain:
             # Without domains, two host bridges must not share bus numbers.
             ranges = sorted(self.host_bridges, key=lambda h: h.bus_first)
-            for a, b in zip(ranges, ranges[1:], strict=False):
+            for a, b in itertools.pairwise(ranges):
                 if b.bus_first <= a.bus_last:
-                    self.error(C.HOST_BRIDGE_OVERLAP, b.name_span,
-                               f"buses {b.bus_first:#04x}..{b.bus_last:#04x} of '{b.name}' overlap "
-                               f"'{a.name}' ({a.bus_first:#04x}..{a.bus_last:#04x}) in one PCI domain",
-                               "give every host bridge its own 'domain N;' or disjoint 'buses'")
+                    self.error(
+                        C.HOST_BRIDGE_OVERLAP,
+                        b.name_span,
+                        f"buses {b.bus_first:#04x}..{b.bus_last:#04x} of '{b.name}' overlap "
+                        f"'{a.name}' ({a.bus_first:#04x}..{a.bus_last:#04x}) in one PCI domain",
+                        "give every host bridge its own 'domain N;' or disjoint 'buses'",
+                    )
 
     # ------------------------------------------------------------ enumeration
 
@@ -375,17 +480,23 @@ class Resolver:
                 if f.pinned_bus is not None:
                     want, span = f.pinned_bus
                     if want < next_bus:
-                        self.error(C.BUS_PIN_CONFLICT, span,
-                                   f"bus {want:#04x} is already used by enumeration (next free bus is {next_bus:#04x})",
-                                   "pinned buses must follow every bus numbered before them depth-first")
+                        self.error(
+                            C.BUS_PIN_CONFLICT,
+                            span,
+                            f"bus {want:#04x} is already used by enumeration (next free bus is {next_bus:#04x})",
+                            "pinned buses must follow every bus numbered before them depth-first",
+                        )
                     else:
                         next_bus = want
                 if next_bus > hb.bus_last:
                     if not exhausted:
-                        self.error(C.BUS_EXHAUSTED, f.name_span,
-                                   f"no bus number left for the bridge '{f.name}': '{hb.name}' has buses "
-                                   f"{hb.bus_first:#04x}..{hb.bus_last:#04x}",
-                                   "widen the host bridge's 'buses' range (and its ECAM size)")
+                        self.error(
+                            C.BUS_EXHAUSTED,
+                            f.name_span,
+                            f"no bus number left for the bridge '{f.name}': '{hb.name}' has buses "
+                            f"{hb.bus_first:#04x}..{hb.bus_last:#04x}",
+                            "widen the host bridge's 'buses' range (and its ECAM size)",
+                        )
                         exhausted = True
                     f.secondary = f.subordinate = hb.bus_last
                     continue
@@ -407,25 +518,51 @@ class Resolver:
                 rid = pf.rid + sv.first_vf_offset + i * sv.vf_stride
                 bus, devfn = rid >> 8, rid & 0xFF
                 if bus > hb.bus_last:
-                    self.error(C.VF_RID_RANGE, sv.span,
-                               f"VF {i} of '{pf.name}' would be at bus {bus:#x}, beyond the host bridge's buses")
+                    self.error(
+                        C.VF_RID_RANGE,
+                        sv.span,
+                        f"VF {i} of '{pf.name}' would be at bus {bus:#x}, beyond the host bridge's buses",
+                    )
                     break
                 vf = m.Function(
-                    f"{pf.name}_vf{i}", "vf", hb, pf.parent, devfn >> 3, devfn & 7, False, True,
-                    pf.vendor, sv.vf_device, pf.class_code, pf.revision, pf.subsystem,
+                    f"{pf.name}_vf{i}",
+                    "vf",
+                    hb,
+                    pf.parent,
+                    devfn >> 3,
+                    devfn & 7,
+                    False,
+                    True,
+                    pf.vendor,
+                    sv.vf_device,
+                    pf.class_code,
+                    pf.revision,
+                    pf.subsystem,
                     [m.Bar(b.index, b.kind, b.prefetchable, b.size, False, b.span) for b in sv.vf_bars],
-                    sv.vf_msi, sv.vf_msix, 0, sv.vf_policy or pf.policy, None,
-                    pf.node_name, (), sv.span, pf.name_span, pf.devfn_span,
+                    sv.vf_msi,
+                    sv.vf_msix,
+                    0,
+                    sv.vf_policy or pf.policy,
+                    None,
+                    pf.node_name,
+                    (),
+                    sv.span,
+                    pf.name_span,
+                    pf.devfn_span,
                 )
                 vf.bus = bus
                 vf.pf = pf
                 vf.vf_index = i
                 sv.vfs.append(vf)
             if sv.vfs and any(vf.bus != pf.bus for vf in sv.vfs):
-                self.error(C.VF_BUS, sv.span,
-                           f"VFs of '{pf.name}' reach bus {max(vf.bus for vf in sv.vfs):#04x}; the device tree "
-                           f"describes only those on bus {pf.bus:#04x} (the others sit on virtual buses "
-                           "with no bridge node)", None)
+                self.error(
+                    C.VF_BUS,
+                    sv.span,
+                    f"VFs of '{pf.name}' reach bus {max(vf.bus for vf in sv.vfs):#04x}; the device tree "
+                    f"describes only those on bus {pf.bus:#04x} (the others sit on virtual buses "
+                    "with no bridge node)",
+                    None,
+                )
 
     def _aliases(self, hb: m.HostBridge) -> None:
         """The requester ID the host bridge sees, after bridges take ownership.
@@ -468,8 +605,8 @@ class Resolver:
                 for vf in f.sriov.vfs:
                     for b in vf.bars:
                         b.resource = self._resource_of(hb, b)
-        for res in ("io", "mem", "pref"):
-            resource: m.ResourceClass = res  # type: ignore[assignment]
+        resources: tuple[m.ResourceClass, ...] = ("io", "mem", "pref")
+        for resource in resources:
             items = self._items(hb.children, resource)
             if not items:
                 continue
@@ -477,19 +614,25 @@ class Resolver:
             if window is None:
                 first = self._first_bar(hb.children, resource)
                 kind = {"io": "io", "mem": "mem32", "pref": "mem64 prefetchable"}[resource]
-                self.error(C.NO_WINDOW, first.span if first else hb.span,
-                           f"host bridge '{hb.name}' has no {kind} window for this BAR",
-                           f"add 'window {kind} cpu ADDRESS size SIZE;' to '{hb.name}'")
+                self.error(
+                    C.NO_WINDOW,
+                    first.span if first else hb.span,
+                    f"host bridge '{hb.name}' has no {kind} window for this BAR",
+                    f"add 'window {kind} cpu ADDRESS size SIZE;' to '{hb.name}'",
+                )
                 continue
             # Like firmware and Linux (PCIBIOS_MIN_IO), leave I/O below 0x1000
             # alone: legacy ISA ports, and a zero BAR reads as unassigned.
             start = max(window.pci, 0x1000) if resource == "io" else window.pci
             end = self._layout(items, start, window.pci_end, resource, hb)
             if end is not None and end > window.pci_end:
-                self.error(C.WINDOW_FULL, window.span,
-                           f"the {window.kind} window of '{hb.name}' holds {window.size:#x} bytes; "
-                           f"its BARs and bridge windows need {end - window.pci:#x}",
-                           "enlarge the window or shrink BARs")
+                self.error(
+                    C.WINDOW_FULL,
+                    window.span,
+                    f"the {window.kind} window of '{hb.name}' holds {window.size:#x} bytes; "
+                    f"its BARs and bridge windows need {end - window.pci:#x}",
+                    "enlarge the window or shrink BARs",
+                )
 
     def _first_bar(self, fns: list[m.Function], res: m.ResourceClass) -> m.Bar | None:
         for f in fns:
@@ -522,13 +665,12 @@ class Resolver:
                 sub = self._items(f.children, res)
                 if sub:
                     fixed = [i.fixed for i in sub if i.fixed is not None]
-                    items.append(_Item(0, _GRANULE[res],
-                                       (min(fixed) & ~(_GRANULE[res] - 1)) if fixed else None,
-                                       bridge=f))
+                    items.append(
+                        _Item(0, _GRANULE[res], (min(fixed) & ~(_GRANULE[res] - 1)) if fixed else None, bridge=f)
+                    )
         return items
 
-    def _layout(self, items: list[_Item], start: int, limit: int, res: m.ResourceClass,
-                hb: m.HostBridge) -> int | None:
+    def _layout(self, items: list[_Item], start: int, limit: int, res: m.ResourceClass, hb: m.HostBridge) -> int | None:
         """Place items in [start, limit); fixed ones first, the rest first-fit by
         descending alignment. Returns the end of the used range."""
         busy: list[tuple[int, int, _Item]] = []
@@ -544,7 +686,7 @@ class Resolver:
             busy.append((it.fixed, it.fixed + it.size, it))
             end = max(end, it.fixed + it.size)
         busy.sort(key=lambda x: x[0])
-        for a, b in zip(busy, busy[1:], strict=False):
+        for a, b in itertools.pairwise(busy):
             if b[0] < a[1]:
                 self._overlap(a[2], b[2])
         floating = [i for i in items if i.fixed is None]
@@ -585,11 +727,18 @@ class Resolver:
                 best = max(best, self._max_align(it.bridge, res))
         return best
 
-    def _place_bridge(self, bridge: m.Function, base: int, res: m.ResourceClass, hb: m.HostBridge,
-                      dry: bool = False) -> int:
+    def _place_bridge(
+        self, bridge: m.Function, base: int, res: m.ResourceClass, hb: m.HostBridge, dry: bool = False
+    ) -> int:
         items = self._items(bridge.children, res)
-        saved = ([(i.bar, i.bar.address) for i in items if i.bar is not None]
-                 + [(b, b.address) for i in items if i.vf_bars for b in i.vf_bars]) if dry else []
+        saved = (
+            (
+                [(i.bar, i.bar.address) for i in items if i.bar is not None]
+                + [(b, b.address) for i in items if i.vf_bars for b in i.vf_bars]
+            )
+            if dry
+            else []
+        )
         end = self._layout(items, base, 1 << 64, res, hb) or base
         size = _round_up(max(end - base, 1), _GRANULE[res])
         if dry:
@@ -607,8 +756,7 @@ class Resolver:
             assert i.bridge is not None
             return i.bridge.name_span
 
-        self.error(C.BAR_OVERLAP, where(b), "fixed BAR addresses overlap",
-                   notes=(Note("overlaps this one", where(a)),))
+        self.error(C.BAR_OVERLAP, where(b), "fixed BAR addresses overlap", notes=(Note("overlaps this one", where(a)),))
 
     # ------------------------------------------------------------ policies, PEs, partitions
 
@@ -616,20 +764,31 @@ class Resolver:
         out: dict[str, m.Policy] = {}
         for d in self.p.policies:
             if d.name in out:
-                self.error(C.DUPLICATE_NAME, d.span, f"policy '{d.name}' defined twice",
-                           notes=(Note("first defined here", out[d.name].span),))
+                self.error(
+                    C.DUPLICATE_NAME,
+                    d.span,
+                    f"policy '{d.name}' defined twice",
+                    notes=(Note("first defined here", out[d.name].span),),
+                )
                 continue
             prefer = tuple(p[0] for p in d.prefer) or ("msix", "msi", "intx")
             v = d.vectors
             out[d.name] = m.Policy(
-                d.name, prefer,
-                v.base if v else "requested", v.count if v else 0,
-                v.maximum if v else None, v.minimum if v else None,
-                d.up_front, d.on_short, d.span, v.scale if v else 1,
+                d.name,
+                prefer,
+                v.base if v else "requested",
+                v.count if v else 0,
+                v.maximum if v else None,
+                v.minimum if v else None,
+                d.up_front,
+                d.on_short,
+                d.span,
+                v.scale if v else 1,
             )
         if "default" not in out:
-            out["default"] = m.Policy("default", ("msix", "msi", "intx"), "requested", 0, None, None,
-                                      False, "degrade", BUILTIN)
+            out["default"] = m.Policy(
+                "default", ("msix", "msi", "intx"), "requested", 0, None, None, False, "degrade", BUILTIN
+            )
         return out
 
     def _rules(self, policies: dict[str, m.Policy]) -> list[m.PolicyRule]:
@@ -637,8 +796,9 @@ class Resolver:
         for a in self.p.applies:
             pol = policies.get(a.policy)
             if pol is None:
-                self.error(C.UNKNOWN_NAME, a.policy_span, f"unknown policy '{a.policy}'",
-                           did_you_mean(a.policy, policies))
+                self.error(
+                    C.UNKNOWN_NAME, a.policy_span, f"unknown policy '{a.policy}'", did_you_mean(a.policy, policies)
+                )
                 continue
             rules.append(m.PolicyRule(pol, a.class_code & a.class_mask, a.class_mask, a.span))
         return rules
@@ -647,27 +807,38 @@ class Resolver:
         if sel.pe:
             pe = next((p for p in pes if p.name == sel.path[0]), None)
             if pe is None:
-                self.error(C.UNKNOWN_NAME, sel.span, f"unknown PE '{sel.path[0]}'",
-                           did_you_mean(sel.path[0], [p.name for p in pes]))
+                self.error(
+                    C.UNKNOWN_NAME,
+                    sel.span,
+                    f"unknown PE '{sel.path[0]}'",
+                    did_you_mean(sel.path[0], [p.name for p in pes]),
+                )
                 return []
             return list(pe.functions)
         name = sel.path[-1]
         hb = next((h for h in self.host_bridges if h.name == name), None)
         if hb is not None and len(sel.path) == 1:
             if not sel.subtree:
-                self.error(C.WRONG_KIND, sel.span, f"'{name}' is a host bridge",
-                           f"write '{name}.*' for every function below it")
+                self.error(
+                    C.WRONG_KIND,
+                    sel.span,
+                    f"'{name}' is a host bridge",
+                    f"write '{name}.*' for every function below it",
+                )
                 return []
             out = hb.functions()
             return out + [vf for f in out if f.sriov for vf in f.sriov.vfs]
         f = self.functions.get(name)
         if f is None:
-            vf = next((v for pf in self.functions.values() if pf.sriov for v in pf.sriov.vfs
-                       if v.name == name), None)
+            vf = next((v for pf in self.functions.values() if pf.sriov for v in pf.sriov.vfs if v.name == name), None)
             if vf is not None:
                 return [vf]
-            self.error(C.UNKNOWN_NAME, sel.span, f"unknown function '{sel.path[-1]}'",
-                       did_you_mean(name, [*self.functions, *(h.name for h in self.host_bridges)]))
+            self.error(
+                C.UNKNOWN_NAME,
+                sel.span,
+                f"unknown function '{sel.path[-1]}'",
+                did_you_mean(name, [*self.functions, *(h.name for h in self.host_bridges)]),
+            )
             return []
         # A dotted path must follow the hierarchy: pcie0.rp0.nvme0.
         if len(sel.path) > 1:
@@ -678,10 +849,13 @@ class Resolver:
                 up = up.parent
             chain.append(f.host.name)
             expected = list(reversed(chain))
-            if list(sel.path) != expected[len(expected) - len(sel.path):]:
-                self.error(C.UNKNOWN_NAME, sel.span,
-                           f"'{'.'.join(sel.path)}' is not a path in the topology",
-                           f"'{name}' is at {'.'.join(expected)}")
+            if list(sel.path) != expected[len(expected) - len(sel.path) :]:
+                self.error(
+                    C.UNKNOWN_NAME,
+                    sel.span,
+                    f"'{'.'.join(sel.path)}' is not a path in the topology",
+                    f"'{name}' is at {'.'.join(expected)}",
+                )
                 return []
         if sel.vfs is not None:
             if f.sriov is None:
@@ -689,10 +863,9 @@ class Resolver:
                 return []
             lo, hi = sel.vfs
             if hi >= len(f.sriov.vfs):
-                self.error(C.NUMBER_RANGE, sel.span,
-                           f"'{name}' enables {len(f.sriov.vfs)} VFs; VF {hi} does not exist")
+                self.error(C.NUMBER_RANGE, sel.span, f"'{name}' enables {len(f.sriov.vfs)} VFs; VF {hi} does not exist")
                 return []
-            return f.sriov.vfs[lo:hi + 1]
+            return f.sriov.vfs[lo : hi + 1]
         if sel.subtree:
             out = f.walk()
             return out + [vf for x in out if x.sriov for vf in x.sriov.vfs]
@@ -717,9 +890,13 @@ class Resolver:
         out: list[m.Partition] = []
         for d in self.p.partitions:
             if any(p.name == d.name for p in out) or d.name == "system":
-                self.error(C.DUPLICATE_NAME, d.span,
-                           f"partition '{d.name}' defined twice" if d.name != "system"
-                           else "'system' is the name of the whole-machine tree")
+                self.error(
+                    C.DUPLICATE_NAME,
+                    d.span,
+                    f"partition '{d.name}' defined twice"
+                    if d.name != "system"
+                    else "'system' is the name of the whole-machine tree",
+                )
                 continue
             fns: list[m.Function] = []
             owned_pes: list[m.Pe] = []
@@ -729,8 +906,9 @@ class Resolver:
                     if pe is not None:
                         owned_pes.append(pe)
                 fns.extend(self._select(s, pes))
-            out.append(m.Partition(d.name, d.cpus, _unique(fns), owned_pes,
-                                   d.msi_budget[0] if d.msi_budget else None, d.span))
+            out.append(
+                m.Partition(d.name, d.cpus, _unique(fns), owned_pes, d.msi_budget[0] if d.msi_budget else None, d.span)
+            )
         return out
 
 

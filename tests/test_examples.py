@@ -34,6 +34,16 @@ HOST_BRIDGES: dict[str, dict[str, dict[str, list[int | str]]]] = {
         },
         "/pcie@30000000/pci@1": {"bus-range": [1, 1]},
     },
+    "qemu-virt-switch": {
+        "/pcie@4010000000": {
+            "bus-range": [0, 0xFF],
+            "msi-map": [0, "/intc@8000000/its@8080000", 0, 0x10000],
+        },
+        "/pcie@4010000000/pci@1": {"bus-range": [1, 4]},
+        "/pcie@4010000000/pci@1/pci@0": {"bus-range": [2, 4]},
+        "/pcie@4010000000/pci@1/pci@0/pci@0": {"bus-range": [3, 3]},
+        "/pcie@4010000000/pci@1/pci@0/pci@1": {"bus-range": [4, 4]},
+    },
     "worked-papr": {
         "/pci@800000020000000": {
             "bus-range": [0, 1],

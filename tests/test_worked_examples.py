@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import libfdt  # type: ignore[import-untyped]
+import libfdt
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -24,25 +24,37 @@ def base_refs(machine: Machine, base: Tree | None, sink: DiagnosticSink) -> dict
             continue
         span = c.span or BUILTIN
         if base is None:
-            sink.report(C.BASE_NODE_MISSING, span,
-                        f"controller '{c.name}' is 'from base', but the platform has no 'base' tree")
+            sink.report(
+                C.BASE_NODE_MISSING, span, f"controller '{c.name}' is 'from base', but the platform has no 'base' tree"
+            )
             continue
-        found = (find_node_by_path(base, c.from_base) if c.from_base.startswith("/")
-                 else find_node_by_label(base, c.from_base))
+        found = (
+            find_node_by_path(base, c.from_base)
+            if c.from_base.startswith("/")
+            else find_node_by_label(base, c.from_base)
+        )
         if found is None:
-            sink.report(C.BASE_NODE_MISSING, span,
-                        f"the base tree has no node {'at' if c.from_base.startswith('/') else 'labelled'} "
-                        f"'{c.from_base}' for controller '{c.name}'")
+            sink.report(
+                C.BASE_NODE_MISSING,
+                span,
+                f"the base tree has no node {'at' if c.from_base.startswith('/') else 'labelled'} "
+                f"'{c.from_base}' for controller '{c.name}'",
+            )
             continue
         if c.is_msi and found.prop("msi-controller") is None:
-            sink.report(C.BASE_NODE_MISMATCH, span,
-                        f"base node '{c.from_base}' has no 'msi-controller' property")
+            sink.report(C.BASE_NODE_MISMATCH, span, f"base node '{c.from_base}' has no 'msi-controller' property")
         refs[c.name] = c.from_base
     return refs
 
 
-def build_tree(machine: Machine, allocation: AllocationResult, base: Tree | None, keep: Keep | None,
-               refs: dict[str, str], sink: DiagnosticSink) -> Tree:
+def build_tree(
+    machine: Machine,
+    allocation: AllocationResult,
+    base: Tree | None,
+    keep: Keep | None,
+    refs: dict[str, str],
+    sink: DiagnosticSink,
+) -> Tree:
     ours = TreeBuilder(machine, keep, refs, allocation).build()
     if base is not None:
         from dtmsi.devicetree.merge import merge_into
@@ -57,8 +69,7 @@ def build_tree(machine: Machine, allocation: AllocationResult, base: Tree | None
     return tree
 
 
-def render(machine: Machine, allocation: AllocationResult, base: Tree | None,
-           sink: DiagnosticSink) -> list[Artifact]:
+def render(machine: Machine, allocation: AllocationResult, base: Tree | None, sink: DiagnosticSink) -> list[Artifact]:
     refs = base_refs(machine, base, sink)
     if sink.has_errors:
         return []

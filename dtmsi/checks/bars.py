@@ -29,21 +29,31 @@ def bar_slots(machine: Machine, report: Report) -> None:
         used: dict[int, Bar] = {}
         for b in bars:
             if not 0 <= b.index <= last:
-                report(C.BAR_INDEX, b.span, f"BAR {b.index} does not exist on a "
-                       f"{'bridge (BAR 0..1)' if f.is_bridge else 'function (BAR 0..5)'}")
+                report(
+                    C.BAR_INDEX,
+                    b.span,
+                    f"BAR {b.index} does not exist on a "
+                    f"{'bridge (BAR 0..1)' if f.is_bridge else 'function (BAR 0..5)'}",
+                )
                 continue
             if b.kind == "mem64" and b.index == last:
-                report(C.BAR_OVERLAP_SLOT, b.span,
-                       f"a 64-bit BAR at index {b.index} would need BAR {b.index + 1} too",
-                       hint="64-bit BARs take two slots; start it at an index below " + str(last))
+                report(
+                    C.BAR_OVERLAP_SLOT,
+                    b.span,
+                    f"a 64-bit BAR at index {b.index} would need BAR {b.index + 1} too",
+                    hint="64-bit BARs take two slots; start it at an index below " + str(last),
+                )
                 continue
             for slot in (b.index, b.index + 1) if b.kind == "mem64" else (b.index,):
                 prev = used.get(slot)
                 if prev is not None:
-                    report(C.BAR_OVERLAP_SLOT, b.span,
-                           f"BAR slot {slot} is already taken" +
-                           (" by the upper half of a 64-bit BAR" if prev.index != slot else ""),
-                           notes=(Note("taken here", prev.span),))
+                    report(
+                        C.BAR_OVERLAP_SLOT,
+                        b.span,
+                        f"BAR slot {slot} is already taken"
+                        + (" by the upper half of a 64-bit BAR" if prev.index != slot else ""),
+                        notes=(Note("taken here", prev.span),),
+                    )
                     break
                 used[slot] = b
 
@@ -56,8 +66,12 @@ def bar_sizes(machine: Machine, report: Report) -> None:
     for _f, bars in _all(machine):
         for b in bars:
             if b.size & (b.size - 1):
-                report(C.BAR_SIZE, b.span, f"BAR size {b.size:#x} is not a power of two",
-                       hint=f"hardware decodes naturally aligned power-of-two sizes; use {1 << b.size.bit_length():#x}")
+                report(
+                    C.BAR_SIZE,
+                    b.span,
+                    f"BAR size {b.size:#x} is not a power of two",
+                    hint=f"hardware decodes naturally aligned power-of-two sizes; use {1 << b.size.bit_length():#x}",
+                )
             elif b.kind != "io" and b.size < 16:
                 report(C.BAR_SIZE, b.span, f"memory BAR size {b.size} is below the minimum of 16 bytes")
             elif b.kind == "io" and b.size < 4:
@@ -79,8 +93,9 @@ def fixed_bars(machine: Machine, report: Report) -> None:
             if not b.fixed or b.address is None:
                 continue
             if b.size & (b.size - 1) == 0 and b.address % b.size:
-                report(C.BAR_FIXED_MISALIGNED, b.span,
-                       f"BAR address {b.address:#x} is not aligned to its size {b.size:#x}")
+                report(
+                    C.BAR_FIXED_MISALIGNED, b.span, f"BAR address {b.address:#x} is not aligned to its size {b.size:#x}"
+                )
             if b.kind == "mem32" and b.address + b.size > 1 << 32:
                 report(C.BAR_FIXED_OUTSIDE, b.span, "a 32-bit BAR cannot be placed above 4 GiB")
                 continue
@@ -88,7 +103,10 @@ def fixed_bars(machine: Machine, report: Report) -> None:
             if w is None:
                 continue  # reported by the resolver
             if not (w.pci <= b.address and b.address + b.size <= w.pci_end):
-                report(C.BAR_FIXED_OUTSIDE, b.span,
-                       f"BAR [{b.address:#x}, {b.address + b.size:#x}) is outside the {w.kind} window "
-                       f"[{w.pci:#x}, {w.pci_end:#x}) of '{hb.name}'",
-                       notes=(Note("the window", w.span),))
+                report(
+                    C.BAR_FIXED_OUTSIDE,
+                    b.span,
+                    f"BAR [{b.address:#x}, {b.address + b.size:#x}) is outside the {w.kind} window "
+                    f"[{w.pci:#x}, {w.pci_end:#x}) of '{hb.name}'",
+                    notes=(Note("the window", w.span),),
+                )

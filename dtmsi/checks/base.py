@@ -13,6 +13,7 @@ from dtmsi.source import Span
 class Report:
     sink: DiagnosticSink
 
-    def __call__(self, code: Code, span: Span, message: str, *, hint: str | None = None,
-                 notes: tuple[Note, ...] = ()) -> None:
+    def __call__(
+        self, code: Code, span: Span, message: str, *, hint: str | None = None, notes: tuple[Note, ...] = ()
+    ) -> None:
         self.sink.report(code, span, message, hint=hint, notes=notes)

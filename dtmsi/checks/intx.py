@@ -20,7 +20,9 @@ def intx_routes(machine: Machine, report: Report) -> None:
         users = [f for f in hb.functions() if f.intx_pin]
         if users:
             f = users[0]
-            report(C.INTX_NO_ROUTE, f.intx_span or f.span,
-                   f"'{f.name}' uses INTx pin {'ABCD'[f.intx_pin - 1]}, but host bridge '{hb.name}' "
-                   "has no INTx route",
-                   hint=f"add 'intx -> CONTROLLER spi A..B level;' to '{hb.name}', or 'intx none;' here")
+            report(
+                C.INTX_NO_ROUTE,
+                f.intx_span or f.span,
+                f"'{f.name}' uses INTx pin {'ABCD'[f.intx_pin - 1]}, but host bridge '{hb.name}' has no INTx route",
+                hint=f"add 'intx -> CONTROLLER spi A..B level;' to '{hb.name}', or 'intx none;' here",
+            )

@@ -36,9 +36,12 @@ def msi_capability(machine: Machine, report: Report) -> None:
             continue
         n = msi.vectors
         if not (1 <= n <= 32) or n & (n - 1):
-            report(C.MSI_VECTORS, msi.span,
-                   f"MSI capability of '{f.name}' declares {n} vectors; MSI supports 1, 2, 4, 8, 16 or 32",
-                   hint="Multiple Message Capable is a power-of-two field; more vectors need MSI-X")
+            report(
+                C.MSI_VECTORS,
+                msi.span,
+                f"MSI capability of '{f.name}' declares {n} vectors; MSI supports 1, 2, 4, 8, 16 or 32",
+                hint="Multiple Message Capable is a power-of-two field; more vectors need MSI-X",
+            )
 
 
 def msix_capability(machine: Machine, report: Report) -> None:
@@ -53,8 +56,11 @@ def msix_capability(machine: Machine, report: Report) -> None:
         if msix is None:
             continue
         if not 1 <= msix.table_size <= 2048:
-            report(C.MSIX_TABLE_SIZE, msix.span,
-                   f"MSI-X table size {msix.table_size} is outside 1..2048 (Table Size is an 11-bit N-1 field)")
+            report(
+                C.MSIX_TABLE_SIZE,
+                msix.span,
+                f"MSI-X table size {msix.table_size} is outside 1..2048 (Table Size is an 11-bit N-1 field)",
+            )
             continue
         regions: list[tuple[str, int, int, int]] = [
             ("table", msix.table_bir, msix.table_offset, msix.table_bytes),
@@ -65,28 +71,47 @@ def msix_capability(machine: Machine, report: Report) -> None:
             bar = next((b for b in bars if b.index == bir), None)
             if bir > 5 or bar is None or bar.kind == "io":
                 upper = next((b for b in bars if b.kind == "mem64" and b.index + 1 == bir), None)
-                why = ("it is the upper half of 64-bit BAR " + str(upper.index) if upper else
-                       "that BAR is I/O space" if bar is not None else
-                       "BIR must be 0..5" if bir > 5 else f"BAR {bir} is not declared")
-                report(C.MSIX_BIR, msix.span, f"MSI-X {what} of '{f.name}' is in BAR {bir}, but {why}",
-                       hint="name a memory BAR declared with 'bar N mem32|mem64 SIZE'")
+                why = (
+                    "it is the upper half of 64-bit BAR " + str(upper.index)
+                    if upper
+                    else "that BAR is I/O space"
+                    if bar is not None
+                    else "BIR must be 0..5"
+                    if bir > 5
+                    else f"BAR {bir} is not declared"
+                )
+                report(
+                    C.MSIX_BIR,
+                    msix.span,
+                    f"MSI-X {what} of '{f.name}' is in BAR {bir}, but {why}",
+                    hint="name a memory BAR declared with 'bar N mem32|mem64 SIZE'",
+                )
                 ok = False
                 continue
             if off % 8:
-                report(C.MSIX_ALIGN, msix.span,
-                       f"MSI-X {what} offset {off:#x} is not 8-byte aligned (the low 3 bits hold the BIR)")
+                report(
+                    C.MSIX_ALIGN,
+                    msix.span,
+                    f"MSI-X {what} offset {off:#x} is not 8-byte aligned (the low 3 bits hold the BIR)",
+                )
                 ok = False
             if off + size > bar.size:
-                report(C.MSIX_OUTSIDE_BAR, msix.span,
-                       f"MSI-X {what} [{off:#x}, {off + size:#x}) does not fit in BAR {bir} of {bar.size:#x} bytes",
-                       notes=(Note(f"BAR {bir}", bar.span),))
+                report(
+                    C.MSIX_OUTSIDE_BAR,
+                    msix.span,
+                    f"MSI-X {what} [{off:#x}, {off + size:#x}) does not fit in BAR {bir} of {bar.size:#x} bytes",
+                    notes=(Note(f"BAR {bir}", bar.span),),
+                )
                 ok = False
         if ok and msix.table_bir == msix.pba_bir:
             t0, t1 = msix.table_offset, msix.table_offset + msix.table_bytes
             p0, p1 = msix.pba_offset, msix.pba_offset + msix.pba_bytes
             if t0 < p1 and p0 < t1:
-                report(C.MSIX_OVERLAP, msix.span,
-                       f"MSI-X table [{t0:#x}, {t1:#x}) and PBA [{p0:#x}, {p1:#x}) overlap in BAR {msix.table_bir}")
+                report(
+                    C.MSIX_OVERLAP,
+                    msix.span,
+                    f"MSI-X table [{t0:#x}, {t1:#x}) and PBA [{p0:#x}, {p1:#x}) overlap in BAR {msix.table_bir}",
+                )
 
 
 def msi_map_shape(machine: Machine, report: Report) -> None:
@@ -101,25 +126,40 @@ def msi_map_shape(machine: Machine, report: Report) -> None:
             report(C.MSI_MAP_MASK_ALONE, hb.span, f"'{hb.name}' has 'msi map-mask' but no 'msi map'")
         for i, e in enumerate(hb.msi_maps):
             if e.controller.msi_cells != 1:
-                report(C.MSI_MAP_TARGET, e.span,
-                       f"msi-map target '{e.controller.name}' has #msi-cells = <{e.controller.msi_cells or 0}>; "
-                       "msi-map needs <1>",
-                       hint="a controller without sideband IDs is named with 'msi parent NAME;'")
+                report(
+                    C.MSI_MAP_TARGET,
+                    e.span,
+                    f"msi-map target '{e.controller.name}' has #msi-cells = <{e.controller.msi_cells or 0}>; "
+                    "msi-map needs <1>",
+                    hint="a controller without sideband IDs is named with 'msi parent NAME;'",
+                )
             if hb.msi_map_mask is not None and e.rid_base & ~hb.msi_map_mask:
-                report(C.MSI_MAP_MASK, e.span,
-                       f"rid-base {e.rid_base:#06x} has bits outside msi-map-mask {hb.msi_map_mask:#06x}; "
-                       "Linux aborts the whole lookup when it meets this entry")
+                report(
+                    C.MSI_MAP_MASK,
+                    e.span,
+                    f"rid-base {e.rid_base:#06x} has bits outside msi-map-mask {hb.msi_map_mask:#06x}; "
+                    "Linux aborts the whole lookup when it meets this entry",
+                )
             last_id = e.msi_base + e.length - 1
             bits = e.controller.device_id_bits
             if e.controller.kind == "gicv3-its" and last_id >= 1 << bits:
-                report(C.DEVICE_ID_WIDTH, e.span,
-                       f"DeviceID {last_id:#x} needs more than the {bits} DeviceID bits of '{e.controller.name}'")
+                report(
+                    C.DEVICE_ID_WIDTH,
+                    e.span,
+                    f"DeviceID {last_id:#x} needs more than the {bits} DeviceID bits of '{e.controller.name}'",
+                )
             for prev in hb.msi_maps[:i]:
-                if prev.controller is e.controller and e.rid_base < prev.rid_base + prev.length \
-                        and prev.rid_base < e.rid_base + e.length:
-                    report(C.MSI_MAP_OVERLAP, e.span,
-                           "this msi-map entry overlaps an earlier one; Linux uses the first match",
-                           notes=(Note("earlier entry", prev.span),))
+                if (
+                    prev.controller is e.controller
+                    and e.rid_base < prev.rid_base + prev.length
+                    and prev.rid_base < e.rid_base + e.length
+                ):
+                    report(
+                        C.MSI_MAP_OVERLAP,
+                        e.span,
+                        "this msi-map entry overlaps an earlier one; Linux uses the first match",
+                        notes=(Note("earlier entry", prev.span),),
+                    )
 
 
 def _needs_msi(f: Function) -> bool:
@@ -144,9 +184,12 @@ def msi_map_coverage(machine: Machine, report: Report) -> None:
             continue
         if not hb.msi_maps and hb.msi_parent is None:
             f = users[0]
-            report(C.MSI_NO_CONTROLLER, hb.name_span,
-                   f"'{hb.name}' has MSI-capable functions (e.g. '{f.name}') but no MSI controller",
-                   hint="add 'msi map rid 0x0000..0xffff -> ITS;' or 'msi parent CONTROLLER;'")
+            report(
+                C.MSI_NO_CONTROLLER,
+                hb.name_span,
+                f"'{hb.name}' has MSI-capable functions (e.g. '{f.name}') but no MSI controller",
+                hint="add 'msi map rid 0x0000..0xffff -> ITS;' or 'msi parent CONTROLLER;'",
+            )
             continue
         if not hb.msi_maps:
             continue
@@ -154,20 +197,26 @@ def msi_map_coverage(machine: Machine, report: Report) -> None:
         for f in sorted(users, key=lambda f: f.rid):
             got = hb.msi_controller_for(f.dma_alias)
             if got is None:
-                alias = (f" (its DMA alias through '{f.dma_alias_of.name}')" if f.dma_alias_of else "")
-                report(C.MSI_MAP_UNCOVERED, f.name_span,
-                       f"requester ID {f.dma_alias:#06x}{alias} of '{f.name}' ({f.bdf}) is not covered by "
-                       f"the msi-map of '{hb.name}'",
-                       hint="Linux logs 'no msi-map translation' and the function gets INTx; widen 'msi map rid'")
+                alias = f" (its DMA alias through '{f.dma_alias_of.name}')" if f.dma_alias_of else ""
+                report(
+                    C.MSI_MAP_UNCOVERED,
+                    f.name_span,
+                    f"requester ID {f.dma_alias:#06x}{alias} of '{f.name}' ({f.bdf}) is not covered by "
+                    f"the msi-map of '{hb.name}'",
+                    hint="Linux logs 'no msi-map translation' and the function gets INTx; widen 'msi map rid'",
+                )
                 continue
             _, dev_id = got
             if dev_id is not None and dev_id != f.dma_alias and not warned_offset:
                 warned_offset = True
                 entry = next(e for e in hb.msi_maps if e.translate(f.dma_alias) is not None)
-                report(C.MSI_MAP_OFFSET, entry.span,
-                       f"'{f.name}' sends requester ID {f.dma_alias:#06x} but msi-map gives DeviceID {dev_id:#x}",
-                       hint="unless the root complex rewrites requester IDs on the way to the ITS, its "
-                            "interrupts are never delivered (QEMU's virt board does not rewrite them)")
+                report(
+                    C.MSI_MAP_OFFSET,
+                    entry.span,
+                    f"'{f.name}' sends requester ID {f.dma_alias:#06x} but msi-map gives DeviceID {dev_id:#x}",
+                    hint="unless the root complex rewrites requester IDs on the way to the ITS, its "
+                    "interrupts are never delivered (QEMU's virt board does not rewrite them)",
+                )
 
 
 def device_id_collisions(machine: Machine, report: Report) -> None:
@@ -184,13 +233,16 @@ def device_id_collisions(machine: Machine, report: Report) -> None:
             got = hb.msi_controller_for(f.dma_alias)
             if got is None or got[1] is None:
                 continue
-            ctrl, dev_id = got
+            ctrl, dev_id = got[0], got[1]
             key = (id(ctrl), dev_id)
             prev = seen.get(key)
             if prev is None:
                 seen[key] = f
             elif prev.host is not f.host or prev.dma_alias != f.dma_alias:
-                report(C.DEVICE_ID_COLLISION, f.name_span,
-                       f"'{f.name}' and '{prev.name}' both reach '{ctrl.name}' as DeviceID {dev_id:#x}",
-                       notes=(Note(f"'{prev.name}' is here", prev.name_span),),
-                       hint="give the host bridges disjoint msi-map output ranges ('-> its + OFFSET')")
+                report(
+                    C.DEVICE_ID_COLLISION,
+                    f.name_span,
+                    f"'{f.name}' and '{prev.name}' both reach '{ctrl.name}' as DeviceID {dev_id:#x}",
+                    notes=(Note(f"'{prev.name}' is here", prev.name_span),),
+                    hint="give the host bridges disjoint msi-map output ranges ('-> its + OFFSET')",
+                )

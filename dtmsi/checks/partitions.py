@@ -35,17 +35,23 @@ def function_ownership(machine: Machine, report: Report) -> None:
                 continue
             prev = owner.get(id(f))
             if prev is not None and prev != p.name:
-                report(C.FUNCTION_SHARED, p.span,
-                       f"'{f.name}' ({f.bdf}) is owned by partitions '{prev}' and '{p.name}'",
-                       hint="a function (and its config space) belongs to one partition only",
-                       notes=(Note(f"'{f.name}' is declared here", f.name_span),))
+                report(
+                    C.FUNCTION_SHARED,
+                    p.span,
+                    f"'{f.name}' ({f.bdf}) is owned by partitions '{prev}' and '{p.name}'",
+                    hint="a function (and its config space) belongs to one partition only",
+                    notes=(Note(f"'{f.name}' is declared here", f.name_span),),
+                )
             owner.setdefault(id(f), p.name)
     spare = {id(f) for f in machine.unassigned}
     for f in _endpoints(machine):
         if id(f) not in owner and id(f) not in spare:
-            report(C.FUNCTION_UNOWNED, f.name_span if f.kind != "vf" else f.span,
-                   f"'{f.name}' ({f.bdf}) is owned by no partition, so it appears in no partition tree",
-                   hint="add it to a partition's 'owns', or list it in 'unassigned' to say so on purpose")
+            report(
+                C.FUNCTION_UNOWNED,
+                f.name_span if f.kind != "vf" else f.span,
+                f"'{f.name}' ({f.bdf}) is owned by no partition, so it appears in no partition tree",
+                hint="add it to a partition's 'owns', or list it in 'unassigned' to say so on purpose",
+            )
 
 
 def pe_membership(machine: Machine, report: Report) -> None:
@@ -75,9 +81,12 @@ def pe_membership(machine: Machine, report: Report) -> None:
                     owners.setdefault(p.name, f)
         if len(owners) > 1:
             (a, fa), (b, fb) = list(owners.items())[:2]
-            report(C.PE_SPLIT, pe.span,
-                   f"PE '{pe.name}' is split: '{fa.name}' belongs to '{a}', '{fb.name}' to '{b}'",
-                   hint="a PE is isolated as a whole (EEH freezes all its functions): give it to one partition")
+            report(
+                C.PE_SPLIT,
+                pe.span,
+                f"PE '{pe.name}' is split: '{fa.name}' belongs to '{a}', '{fb.name}' to '{b}'",
+                hint="a PE is isolated as a whole (EEH freezes all its functions): give it to one partition",
+            )
 
 
 def papr_platform(machine: Machine, report: Report) -> None:
@@ -93,22 +102,31 @@ def papr_platform(machine: Machine, report: Report) -> None:
     if mode.kind == "hypervisor":
         missing = [t for t in ("change-msi", "query-interrupt-source-number") if t not in mode.tokens]
         if missing and machine.platform.span is not None:
-            report(C.RTAS_TOKENS, machine.platform.span,
-                   f"'msi hypervisor papr' lacks the RTAS token(s) {', '.join(missing)}",
-                   hint="Linux registers no RTAS MSI support unless /rtas has both; add "
-                        "'msi hypervisor papr { change-msi N; query-interrupt-source-number N; }'")
+            report(
+                C.RTAS_TOKENS,
+                machine.platform.span,
+                f"'msi hypervisor papr' lacks the RTAS token(s) {', '.join(missing)}",
+                hint="Linux registers no RTAS MSI support unless /rtas has both; add "
+                "'msi hypervisor papr { change-msi N; query-interrupt-source-number N; }'",
+            )
         for hb in papr_hbs:
             if hb.pe_total_msi is None:
-                report(C.PE_TOTAL_MISSING, hb.name_span,
-                       f"PHB '{hb.name}' has no 'pe-total-msi': Linux creates no MSI domain for it",
-                       hint="add 'pe-total-msi N;' (ibm,pe-total-#msi)")
+                report(
+                    C.PE_TOTAL_MISSING,
+                    hb.name_span,
+                    f"PHB '{hb.name}' has no 'pe-total-msi': Linux creates no MSI domain for it",
+                    hint="add 'pe-total-msi N;' (ibm,pe-total-#msi)",
+                )
     for hb in papr_hbs:
         for f in hb.functions():
             if f.is_bridge and (f.class_code >> 8) not in (0x0604, 0x0607):
-                report(C.BRIDGE_CLASS, f.name_span,
-                       f"bridge '{f.name}' has class code {f.class_code:#08x}; the Linux quota walk only "
-                       "descends into 0x0604xx/0x0607xx nodes, so the functions behind it are not counted",
-                       hint="use 'class 0x060400'")
+                report(
+                    C.BRIDGE_CLASS,
+                    f.name_span,
+                    f"bridge '{f.name}' has class code {f.class_code:#08x}; the Linux quota walk only "
+                    "descends into 0x0604xx/0x0607xx nodes, so the functions behind it are not counted",
+                    hint="use 'class 0x060400'",
+                )
 
 
 def requested_msi_properties(machine: Machine, report: Report) -> None:
@@ -128,16 +146,22 @@ def requested_msi_properties(machine: Machine, report: Report) -> None:
             if p.name == "ibm,req#msi":
                 cap = f.msi.vectors if f.msi else 0
                 if v < 1 or v > 32 or v & (v - 1):
-                    report(C.REQ_MSI, p.span, f"ibm,req#msi = {v} is not a power of two in 1..32",
-                           hint="MSI enables 2^MME vectors")
+                    report(
+                        C.REQ_MSI,
+                        p.span,
+                        f"ibm,req#msi = {v} is not a power of two in 1..32",
+                        hint="MSI enables 2^MME vectors",
+                    )
                 elif v > cap:
-                    report(C.REQ_MSI, p.span,
-                           f"ibm,req#msi = {v} exceeds the MSI capability of '{f.name}' ({cap} vectors)")
+                    report(
+                        C.REQ_MSI, p.span, f"ibm,req#msi = {v} exceeds the MSI capability of '{f.name}' ({cap} vectors)"
+                    )
             else:
                 cap = f.msix.table_size if f.msix else 0
                 if v > cap:
-                    report(C.REQ_MSI, p.span,
-                           f"ibm,req#msi-x = {v} exceeds the MSI-X table of '{f.name}' ({cap} entries)")
+                    report(
+                        C.REQ_MSI, p.span, f"ibm,req#msi-x = {v} exceeds the MSI-X table of '{f.name}' ({cap} entries)"
+                    )
 
 
 def sideband_ids(machine: Machine, report: Report) -> None:
@@ -162,7 +186,10 @@ def sideband_ids(machine: Machine, report: Report) -> None:
         key = (id(got[0]), got[1])
         prev = seen.setdefault(key, f)
         if prev is not f and owner.get(id(prev)) != owner[id(f)]:
-            report(C.SIDEBAND_COLLISION, f.name_span,
-                   f"'{f.name}' (partition '{owner[id(f)]}') and '{prev.name}' (partition "
-                   f"'{owner.get(id(prev))}') reach '{got[0].name}' as DeviceID {got[1]:#x}",
-                   hint="functions behind one PCIe-to-PCI bridge share its requester ID: give them to one partition")
+            report(
+                C.SIDEBAND_COLLISION,
+                f.name_span,
+                f"'{f.name}' (partition '{owner[id(f)]}') and '{prev.name}' (partition "
+                f"'{owner.get(id(prev))}') reach '{got[0].name}' as DeviceID {got[1]:#x}",
+                hint="functions behind one PCIe-to-PCI bridge share its requester ID: give them to one partition",
+            )

@@ -6,6 +6,7 @@ from dtmsi import codes as C
 from dtmsi.checks.base import Report
 from dtmsi.diagnostics import Note
 from dtmsi.model import Function, Machine
+from dtmsi.source import BUILTIN, Span
 
 
 def _non_vf(machine: Machine) -> list[Function]:
@@ -20,17 +21,24 @@ def device_function_numbers(machine: Machine, report: Report) -> None:
     for f in _non_vf(machine):
         if f.ari:
             if f.device != 0:
-                report(C.ARI_DEVICE, f.devfn_span,
-                       f"'{f.name}' uses ARI, so its device number must be 0 (got {f.device:#x})",
-                       hint="with ARI the 8 bits of devfn are all function number: write @ 00.N")
+                report(
+                    C.ARI_DEVICE,
+                    f.devfn_span,
+                    f"'{f.name}' uses ARI, so its device number must be 0 (got {f.device:#x})",
+                    hint="with ARI the 8 bits of devfn are all function number: write @ 00.N",
+                )
             elif f.function > 0xFF:
                 report(C.DEVFN_RANGE, f.devfn_span, f"ARI function {f.function:#x} is above 0xff")
             continue
         if f.device > 31:
             report(C.DEVFN_RANGE, f.devfn_span, f"device number {f.device:#x} is above 0x1f")
         if f.function > 7:
-            report(C.DEVFN_RANGE, f.devfn_span, f"function number {f.function:#x} is above 7",
-                   hint="functions above 7 need ARI: add 'ari;' and use device 0")
+            report(
+                C.DEVFN_RANGE,
+                f.devfn_span,
+                f"function number {f.function:#x} is above 7",
+                hint="functions above 7 need ARI: add 'ari;' and use device 0",
+            )
 
 
 def unique_bdf(machine: Machine, report: Report) -> None:
@@ -45,9 +53,12 @@ def unique_bdf(machine: Machine, report: Report) -> None:
         for f in fns:
             prev = seen.get(f.rid)
             if prev is not None:
-                report(C.DUPLICATE_BDF, f.devfn_span if f.kind != "vf" else f.span,
-                       f"'{f.name}' and '{prev.name}' are both at {f.bdf}",
-                       notes=(Note(f"'{prev.name}' is declared here", prev.devfn_span),))
+                report(
+                    C.DUPLICATE_BDF,
+                    f.devfn_span if f.kind != "vf" else f.span,
+                    f"'{f.name}' and '{prev.name}' are both at {f.bdf}",
+                    notes=(Note(f"'{prev.name}' is declared here", prev.devfn_span),),
+                )
             else:
                 seen[f.rid] = f
 
@@ -64,9 +75,13 @@ def function_zero_present(machine: Machine, report: Report) -> None:
         for f in fns:
             key = (f.bus, -1) if f.ari else (f.bus, f.device)
             if f.function != 0 and key not in present:
-                report(C.MISSING_FUNCTION0, f.devfn_span,
-                       f"'{f.name}' is function {f.function} of a device without function 0",
-                       hint="declare function 0 of this device too; firmware and Linux scan the others only after finding it")
+                report(
+                    C.MISSING_FUNCTION0,
+                    f.devfn_span,
+                    f"'{f.name}' is function {f.function} of a device without function 0",
+                    hint="declare function 0 of this device too; firmware and Linux scan the others "
+                    "only after finding it",
+                )
 
 
 def ecam_covers_buses(machine: Machine, report: Report) -> None:
@@ -79,10 +94,13 @@ def ecam_covers_buses(machine: Machine, report: Report) -> None:
             continue
         need = (hb.bus_last - hb.bus_first + 1) << 20
         if hb.config_size < need:
-            report(C.ECAM_SIZE, hb.span,
-                   f"ECAM region of '{hb.name}' is {hb.config_size:#x} bytes; buses "
-                   f"{hb.bus_first:#x}..{hb.bus_last:#x} need {need:#x}",
-                   hint=f"use 'size {need >> 20}M' or narrow 'buses'")
+            report(
+                C.ECAM_SIZE,
+                hb.span,
+                f"ECAM region of '{hb.name}' is {hb.config_size:#x} bytes; buses "
+                f"{hb.bus_first:#x}..{hb.bus_last:#x} need {need:#x}",
+                hint=f"use 'size {need >> 20}M' or narrow 'buses'",
+            )
 
 
 def windows_disjoint(machine: Machine, report: Report) -> None:
@@ -91,37 +109,47 @@ def windows_disjoint(machine: Machine, report: Report) -> None:
 
     Devicetree spec 2.3.8 (ranges); domain.md 5.1 item 9.
     """
-    regions: list[tuple[int, int, str, object]] = []
+    regions: list[tuple[int, int, str, Span | None]] = []
     for hb in machine.host_bridges:
         if hb.kind == "ecam" and hb.config_base is not None and hb.config_size:
             regions.append((hb.config_base, hb.config_base + hb.config_size, f"ECAM of '{hb.name}'", hb.span))
-        pci: list[tuple[int, int, bool, object]] = []
+        pci: list[tuple[int, int, bool, Span]] = []
         for w in hb.windows:
             regions.append((w.cpu, w.cpu + w.size, f"{w.kind} window of '{hb.name}'", w.span))
             io = w.kind == "io"
             for lo, hi, other_io, span in pci:
                 if io == other_io and w.pci < hi and lo < w.pci + w.size:
-                    report(C.WINDOW_OVERLAP, w.span,
-                           f"this window overlaps another window of '{hb.name}' in PCI address space",
-                           notes=(Note("the other window", span),))  # type: ignore[arg-type]
+                    report(
+                        C.WINDOW_OVERLAP,
+                        w.span,
+                        f"this window overlaps another window of '{hb.name}' in PCI address space",
+                        notes=(Note("the other window", span),),
+                    )
             pci.append((w.pci, w.pci + w.size, io, w.span))
         kinds = [w.kind + ("p" if w.prefetchable and w.kind == "mem32" else "") for w in hb.windows]
         for k in set(kinds):
             if kinds.count(k) > 1:
                 w = [x for x, kk in zip(hb.windows, kinds, strict=True) if kk == k][1]
-                report(C.REPEATED_SETTING, w.span, f"'{hb.name}' has more than one {w.kind} window of this kind",
-                       hint="dtmsi places BARs in one window per kind; merge them")
+                report(
+                    C.REPEATED_SETTING,
+                    w.span,
+                    f"'{hb.name}' has more than one {w.kind} window of this kind",
+                    hint="dtmsi places BARs in one window per kind; merge them",
+                )
     for c in machine.controllers:
         if c.address is not None and c.size:
             regions.append((c.address, c.address + c.size, f"registers of '{c.name}'", c.span))
     regions.sort(key=lambda r: r[0])
-    for i, (lo, hi, what, span) in enumerate(regions):
-        for lo2, hi2, what2, span2 in regions[i + 1:]:
+    for i, (lo, hi, what, rspan) in enumerate(regions):
+        for lo2, hi2, what2, span2 in regions[i + 1 :]:
             if lo2 >= hi:
                 break
-            report(C.WINDOW_OVERLAP, span2,  # type: ignore[arg-type]
-                   f"{what2} [{lo2:#x}, {hi2:#x}) overlaps {what} [{lo:#x}, {hi:#x}) in CPU address space",
-                   notes=(Note(what, span),))  # type: ignore[arg-type]
+            report(
+                C.WINDOW_OVERLAP,
+                span2 or BUILTIN,
+                f"{what2} [{lo2:#x}, {hi2:#x}) overlaps {what} [{lo:#x}, {hi:#x}) in CPU address space",
+                notes=(Note(what, rspan),),
+            )
 
 
 def mem32_below_4g(machine: Machine, report: Report) -> None:
@@ -132,6 +160,9 @@ def mem32_below_4g(machine: Machine, report: Report) -> None:
     for hb in machine.host_bridges:
         for w in hb.windows:
             if w.kind == "mem32" and w.pci + w.size > 1 << 32:
-                report(C.MEM32_ABOVE_4G, w.span,
-                       f"mem32 window ends at PCI address {w.pci + w.size:#x}, above 4 GiB",
-                       hint="give a 'pci' address below 4 GiB, or make it a mem64 window")
+                report(
+                    C.MEM32_ABOVE_4G,
+                    w.span,
+                    f"mem32 window ends at PCI address {w.pci + w.size:#x}, above 4 GiB",
+                    hint="give a 'pci' address below 4 GiB, or make it a mem64 window",
+                )
