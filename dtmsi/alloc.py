@@ -24,14 +24,53 @@ X86_MSI_BASE = 0xFEE00000
 
 @dataclass(frozen=True)
 class Message:
-    vector: int  # MSI vector index / MSI-X table entry
+    """A run of ``count`` messages: vector ``vector + i`` writes ``data + i``
+    to ``address`` (and is EventID / hwirq ``+ i``). Runs keep 100k-function
+    machines small; ``expand()`` gives one message per vector."""
+
+    vector: int  # MSI vector index / MSI-X table entry of the first message
     address: int
     data: int
     event_id: int | None = None  # ITS only
     hwirq: int | None = None  # FSL / generic: the controller's interrupt number
+    count: int = 1
+
+    def expand(self) -> list[Message]:
+        return [
+            Message(
+                self.vector + i,
+                self.address,
+                self.data + i,
+                None if self.event_id is None else self.event_id + i,
+                None if self.hwirq is None else self.hwirq + i,
+            )
+            for i in range(self.count)
+        ]
 
 
-@dataclass
+def runs(messages: list[Message]) -> list[Message]:
+    """Merge consecutive single messages into runs."""
+    out: list[Message] = []
+    for m in messages:
+        if out:
+            p = out[-1]
+            n = p.count
+            if (
+                p.address == m.address
+                and p.vector + n == m.vector
+                and p.data + n == m.data
+                and (p.event_id is None) == (m.event_id is None)
+                and (p.event_id is None or p.event_id + n == m.event_id)
+                and (p.hwirq is None) == (m.hwirq is None)
+                and (p.hwirq is None or p.hwirq + n == m.hwirq)
+            ):
+                out[-1] = Message(p.vector, p.address, p.data, p.event_id, p.hwirq, n + 1)
+                continue
+        out.append(m)
+    return out
+
+
+@dataclass(slots=True)
 class Allocation:
     function: Function
     policy: Policy
@@ -53,7 +92,7 @@ class Allocation:
     intx_irq: int | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class AllocationResult:
     by_function: dict[int, Allocation]  # id(function) -> allocation
     order: list[Allocation]
@@ -318,7 +357,7 @@ class Allocator:
                     f"EventIDs of DeviceID {dev_id:#x} exceed the {ctrl.event_id_bits} EventID bits of '{ctrl.name}'",
                 )
             doorbell = ctrl.address + GITS_TRANSLATER
-            a.messages = [Message(i, doorbell, base + i, event_id=base + i) for i in range(a.granted)]
+            a.messages = [Message(0, doorbell, base, event_id=base, count=a.granted)] if a.granted else []
             self.check_address_width(a)
             return
         if ctrl.kind in ("fsl-msi", "generic-msi"):
@@ -328,7 +367,7 @@ class Allocator:
                 a.granted = 0
                 return
             addr = ctrl.msi_address if ctrl.msi_address is not None else (ctrl.address or 0)
-            a.messages = [Message(i, addr, h, hwirq=h) for i, h in enumerate(hwirqs[: a.granted])]
+            a.messages = runs([Message(i, addr, h, hwirq=h) for i, h in enumerate(hwirqs[: a.granted])])
             return
         if ctrl.kind == "x86-apic":
             self.x86(a, ctrl, n)
@@ -380,7 +419,7 @@ class Allocator:
                 if base + n - 1 <= hi:
                     nxt[ci] = base + n
                     addr = X86_MSI_BASE | (cpus[ci] & 0xFF) << 12
-                    msgs = [Message(i, addr, base + i) for i in range(a.granted)]
+                    msgs = [Message(0, addr, base, count=a.granted)]
                     break
         else:
             for i in range(a.granted):
@@ -389,7 +428,7 @@ class Allocator:
                     break
                 msgs.append(Message(i, X86_MSI_BASE | (cpus[ci] & 0xFF) << 12, nxt[ci]))
                 nxt[ci] += 1
-        if len(msgs) < a.granted:
+        if sum(m.count for m in msgs) < a.granted:
             self.report(
                 C.CONTROLLER_CAPACITY,
                 a.function.name_span,
@@ -398,7 +437,7 @@ class Allocator:
             )
             a.mechanism, a.granted = "none", 0
             return
-        a.messages = msgs
+        a.messages = runs(msgs)
 
 
 def allocate(machine: Machine, sink: DiagnosticSink) -> AllocationResult:

@@ -15,18 +15,18 @@ from dtmsi.source import Span
 # ---------------------------------------------------------------- raw escape hatches
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RawCells:
     values: tuple[int | str, ...]  # str = a reference to a declared name (&label)
     bits: int = 32
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RawString:
     text: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RawBytes:
     data: bytes
 
@@ -34,14 +34,14 @@ class RawBytes:
 RawChunk = RawCells | RawString | RawBytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RawProperty:
     name: str
     chunks: tuple[RawChunk, ...]
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RawNode:
     """``node "/path/name@1" { property ...; node ... }`` - anything dtmsi has no word for."""
 
@@ -57,7 +57,7 @@ class RawNode:
 MsiModeKind = Literal["native", "firmware-composed", "hypervisor"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MsiModeDecl:
     kind: MsiModeKind
     flavour: str | None  # "papr" for hypervisor, "opal" for firmware-composed
@@ -65,7 +65,7 @@ class MsiModeDecl:
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PlatformDecl:
     name: str | None
     model: str | None
@@ -82,7 +82,7 @@ class PlatformDecl:
 ControllerRole = Literal["interrupt", "msi"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ControllerDecl:
     name: str
     role: ControllerRole
@@ -103,7 +103,7 @@ class ControllerDecl:
 WindowKind = Literal["io", "mem32", "mem64"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WindowDecl:
     kind: WindowKind
     prefetchable: bool
@@ -113,7 +113,7 @@ class WindowDecl:
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MsiMapDecl:
     rid_base: int
     rid_last: int
@@ -123,7 +123,7 @@ class MsiMapDecl:
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IntxRouteDecl:
     controller: str
     controller_span: Span
@@ -138,7 +138,7 @@ class IntxRouteDecl:
 BarKind = Literal["io", "mem32", "mem64"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BarDecl:
     index: int
     kind: BarKind
@@ -148,7 +148,7 @@ class BarDecl:
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MsiCapDecl:
     vectors: int
     is64: bool
@@ -156,7 +156,7 @@ class MsiCapDecl:
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MsixCapDecl:
     table_size: int
     table_bir: int
@@ -166,7 +166,7 @@ class MsixCapDecl:
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SriovDecl:
     total_vfs: int
     num_vfs: int
@@ -192,7 +192,7 @@ FunctionKind = Literal[
 BRIDGE_KINDS: frozenset[str] = frozenset({"root-port", "switch", "downstream", "pci-bridge", "pcie-to-pci-bridge"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FunctionDecl:
     kind: FunctionKind
     name: str
@@ -221,7 +221,7 @@ class FunctionDecl:
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HostBridgeDecl:
     name: str
     name_span: Span
@@ -248,7 +248,7 @@ class HostBridgeDecl:
 Mechanism = Literal["msix", "msi", "intx"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VectorsDecl:
     """``vectors requested | N | cpus [+ N] | A..B [min M]``."""
 
@@ -260,7 +260,7 @@ class VectorsDecl:
     scale: int = 1  # "cpus": vectors = scale * cpus + count
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PolicyDecl:
     name: str
     prefer: tuple[tuple[Mechanism, Span], ...]
@@ -271,7 +271,7 @@ class PolicyDecl:
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ApplyDecl:
     policy: str
     policy_span: Span
@@ -280,7 +280,7 @@ class ApplyDecl:
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Selector:
     """``name``, ``name.*`` (everything below), ``pf.vf[a..b]``, or ``pe NAME``."""
 
@@ -291,7 +291,7 @@ class Selector:
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PeDecl:
     name: str
     members: tuple[Selector, ...]
@@ -299,7 +299,7 @@ class PeDecl:
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PartitionDecl:
     name: str
     cpus: tuple[int, ...]
@@ -308,7 +308,7 @@ class PartitionDecl:
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UnassignedDecl:
     members: tuple[Selector, ...]
     span: Span

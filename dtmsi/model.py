@@ -52,7 +52,7 @@ def node_name_for_class(class_code: int) -> str:
 # ---------------------------------------------------------------- controllers
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Controller:
     name: str
     role: Literal["interrupt", "msi"]
@@ -88,7 +88,7 @@ class Controller:
 # ---------------------------------------------------------------- PCI
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Window:
     kind: Literal["io", "mem32", "mem64"]
     prefetchable: bool
@@ -108,7 +108,7 @@ class Window:
         return ss | (0x40 if self.prefetchable else 0)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Bar:
     index: int
     kind: Literal["io", "mem32", "mem64"]
@@ -129,7 +129,7 @@ class Bar:
         return ss | (0x40 if self.prefetchable else 0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MsiCap:
     vectors: int
     is64: bool
@@ -142,7 +142,7 @@ class MsiCap:
         return max(0, self.vectors - 1).bit_length()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MsixCap:
     table_size: int
     table_bir: int
@@ -160,7 +160,7 @@ class MsixCap:
         return 8 * ((self.table_size + 63) // 64)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class BridgeWindow:
     """What a bridge forwards downstream for one resource class."""
 
@@ -172,7 +172,7 @@ class BridgeWindow:
 FunctionKindName = Literal["endpoint", "root-port", "switch", "downstream", "pci-bridge", "pcie-to-pci-bridge", "vf"]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Function:
     name: str
     kind: FunctionKindName
@@ -251,7 +251,7 @@ class Function:
         return out
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Sriov:
     total_vfs: int
     num_vfs: int
@@ -266,7 +266,7 @@ class Sriov:
     vfs: list[Function] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MsiMapEntry:
     rid_base: int
     length: int
@@ -280,7 +280,7 @@ class MsiMapEntry:
         return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IntxRoute:
     controller: Controller
     kind: str
@@ -304,7 +304,7 @@ class IntxRoute:
         return self.first + ((slot + pin - 1) % 4)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class HostBridge:
     name: str
     kind: Literal["ecam", "papr"]
@@ -370,7 +370,7 @@ class HostBridge:
 # ---------------------------------------------------------------- policies, PEs, partitions
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Policy:
     name: str
     prefer: tuple[Literal["msix", "msi", "intx"], ...]
@@ -384,7 +384,7 @@ class Policy:
     vectors_scale: int = 1  # "cpus": scale * cpus + count
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PolicyRule:
     policy: Policy
     class_code: int
@@ -392,7 +392,7 @@ class PolicyRule:
     span: Span
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Pe:
     name: str
     functions: list[Function]
@@ -400,7 +400,7 @@ class Pe:
     span: Span
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Partition:
     name: str
     cpus: tuple[int, ...]
@@ -410,14 +410,14 @@ class Partition:
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MsiMode:
     kind: Literal["native", "firmware-composed", "hypervisor"]
     flavour: str | None
     tokens: dict[str, int]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Platform:
     compatible: tuple[str, ...]
     model: str | None
@@ -430,7 +430,7 @@ class Platform:
     span: Span | None
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Machine:
     """The whole resolved description: what checks inspect and backends print."""
 

@@ -76,6 +76,10 @@ class Resolver:
         self.controllers: dict[str, m.Controller] = {}
         self.functions: dict[str, m.Function] = {}
         self.host_bridges: list[m.HostBridge] = []
+        # BAR placement memos: (bridge id, resource) -> (size, alignment) / alignment
+        self._measured: dict[tuple[int, str], tuple[int, int]] = {}
+        self._aligns: dict[tuple[int, str], int] = {}
+        self._subtrees: dict[tuple[int, str], tuple[bool, int | None]] = {}
 
     def error(self, code: C.Code, span: Span, msg: str, hint: str | None = None, notes: tuple[Note, ...] = ()) -> None:
         self.sink.report(code, span, msg, hint=hint, notes=notes)
@@ -662,13 +666,35 @@ class Resolver:
                     size = _pow2(max(vb.size, 16 if vb.kind != "io" else 4))
                     items.append(_Item(size * len(copies), size, None, vf_bars=copies))
             if f.is_bridge:
-                sub = self._items(f.children, res)
-                if sub:
-                    fixed = [i.fixed for i in sub if i.fixed is not None]
+                nonempty, low = self._subtree(f, res)
+                if nonempty:
                     items.append(
-                        _Item(0, _GRANULE[res], (min(fixed) & ~(_GRANULE[res] - 1)) if fixed else None, bridge=f)
+                        _Item(0, _GRANULE[res], (low & ~(_GRANULE[res] - 1)) if low is not None else None, bridge=f)
                     )
         return items
+
+    def _subtree(self, bridge: m.Function, res: m.ResourceClass) -> tuple[bool, int | None]:
+        """(anything of this class behind the bridge?, lowest fixed address there), memoised."""
+        key = (id(bridge), res)
+        got = self._subtrees.get(key)
+        if got is None:
+            nonempty = False
+            low: int | None = None
+            for f in bridge.children:
+                bars = list(f.bars) + ([b for vf in f.sriov.vfs for b in vf.bars] if f.sriov else [])
+                for b in bars:
+                    if b.resource == res:
+                        nonempty = True
+                        if b.fixed and b.address is not None:
+                            low = b.address if low is None else min(low, b.address)
+                if f.is_bridge:
+                    sub_nonempty, sub_low = self._subtree(f, res)
+                    nonempty = nonempty or sub_nonempty
+                    if sub_low is not None:
+                        low = sub_low if low is None else min(low, sub_low)
+            got = (nonempty, low)
+            self._subtrees[key] = got
+        return got
 
     def _layout(self, items: list[_Item], start: int, limit: int, res: m.ResourceClass, hb: m.HostBridge) -> int | None:
         """Place items in [start, limit); fixed ones first, the rest first-fit by
@@ -692,18 +718,28 @@ class Resolver:
         floating = [i for i in items if i.fixed is None]
         for it in floating:
             if it.bridge is not None:
-                # Lay the subtree out at 0 to learn its size; no fixed BAR inside.
-                sub_end = self._place_bridge(it.bridge, 0, res, hb, dry=True)
-                it.size = _round_up(max(sub_end, 1), _GRANULE[res])
-                it.align = max(it.align, self._max_align(it.bridge, res))
+                # Lay the subtree out at 0 to learn its size (no fixed BAR
+                # inside, so the layout only shifts); measured once per bridge.
+                key = (id(it.bridge), res)
+                measured = self._measured.get(key)
+                if measured is None:
+                    sub_end = self._place_bridge(it.bridge, 0, res, hb, dry=True)
+                    measured = (_round_up(max(sub_end, 1), _GRANULE[res]), self._max_align(it.bridge, res))
+                    self._measured[key] = measured
+                it.size = measured[0]
+                it.align = max(it.align, measured[1])
         floating.sort(key=lambda i: (-i.align, -i.size))
+        # Descending alignment: a cursor packs them; only fixed ranges need skipping.
+        fixed_ranges = [(lo, hi) for lo, hi, _ in busy]
+        cursor = start
         for it in floating:
-            base = _round_up(start, it.align)
-            for lo, hi, _ in busy:
+            base = _round_up(cursor, it.align)
+            for lo, hi in fixed_ranges:
                 if base + it.size <= lo:
                     break
                 if hi > base:
                     base = _round_up(hi, it.align)
+            cursor = base + it.size
             it.fixed = base
             if it.vf_bars is not None:
                 for n, vb in enumerate(it.vf_bars):
@@ -713,18 +749,21 @@ class Resolver:
             else:
                 assert it.bridge is not None
                 self._place_bridge(it.bridge, base, res, hb)
-            busy.append((base, base + it.size, it))
-            busy.sort(key=lambda x: x[0])
             end = max(end, base + it.size)
         return end
 
     def _max_align(self, f: m.Function, res: m.ResourceClass) -> int:
+        key = (id(f), res)
+        cached = self._aligns.get(key)
+        if cached is not None:
+            return cached
         best = _GRANULE[res]
         for it in self._items(f.children, res):
             if it.bar is not None:
                 best = max(best, it.align)
             elif it.bridge is not None:
                 best = max(best, self._max_align(it.bridge, res))
+        self._aligns[key] = best
         return best
 
     def _place_bridge(

@@ -36,6 +36,12 @@ def _hex(v: int) -> str:
     return f"{v:x}"
 
 
+def _add(node: Node, name: str, *chunks: Chunk) -> None:
+    """Append a property to a node being built (no search for an old one: the
+    builder sets each name once; raw properties, which may override, use set)."""
+    node.properties.append(Property(name, chunks))
+
+
 def unit_address(f: m.Function) -> str:
     dev, fn = f.devfn >> 3, f.devfn & 7
     return _hex(dev) if fn == 0 else f"{_hex(dev)},{_hex(fn)}"
@@ -356,14 +362,15 @@ class TreeBuilder:
             comment=f"{f.bdf} {f.name} ({what}) - {f.span.short()}",
         )
         # IEEE 1275 PCI binding order: most specific first.
-        node.set(
+        _add(
+            node,
             "compatible",
             Str(f"pci{_hex(f.vendor)},{_hex(f.device_id)}"),
             Str(f"pciclass,{f.class_code:06x}"),
             Str(f"pciclass,{f.class_code >> 8:04x}"),
         )
         if f.is_bridge:
-            node.set("device_type", Str("pci"))
+            _add(node, "device_type", Str("pci"))
         regs: list[Chunk] = [Cells((f.phys_hi_config, 0, 0, 0, 0))]
         assigned: list[Chunk] = []
         if kept:
@@ -373,29 +380,29 @@ class TreeBuilder:
                 if b.address is not None:
                     hi, lo = _split64(b.address)
                     assigned.append(Cells((phys | 2147483648, hi, lo, *_split64(b.size))))
-        node.set("reg", *regs)
+        _add(node, "reg", *regs)
         if assigned:
-            node.set("assigned-addresses", *assigned)
-        node.set("vendor-id", Cells((f.vendor,)))
-        node.set("device-id", Cells((f.device_id,)))
-        node.set("revision-id", Cells((f.revision,)))
-        node.set("class-code", Cells((f.class_code,)))
+            _add(node, "assigned-addresses", *assigned)
+        _add(node, "vendor-id", Cells((f.vendor,)))
+        _add(node, "device-id", Cells((f.device_id,)))
+        _add(node, "revision-id", Cells((f.revision,)))
+        _add(node, "class-code", Cells((f.class_code,)))
         if f.subsystem is not None:
-            node.set("subsystem-vendor-id", Cells((f.subsystem[0],)))
-            node.set("subsystem-id", Cells((f.subsystem[1],)))
+            _add(node, "subsystem-vendor-id", Cells((f.subsystem[0],)))
+            _add(node, "subsystem-id", Cells((f.subsystem[1],)))
         if f.intx_pin and kept:
-            node.set("interrupts", Cells((f.intx_pin,)))
+            _add(node, "interrupts", Cells((f.intx_pin,)))
         a = self.allocation.by_function.get(id(f)) if self.allocation and kept else None
         if a is not None and hb.kind == "papr":
             if a.req_msi is not None:
-                node.set("ibm,req#msi", Cells((a.req_msi,)))
+                _add(node, "ibm,req#msi", Cells((a.req_msi,)))
             if a.req_msix is not None:
-                node.set("ibm,req#msi-x", Cells((a.req_msix,)))
+                _add(node, "ibm,req#msi-x", Cells((a.req_msix,)))
         if f.is_bridge:
-            node.set("#address-cells", Cells((3,)))
-            node.set("#size-cells", Cells((2,)))
-            node.set("ranges")
-            node.set("bus-range", Cells((f.secondary, f.subordinate)))
+            _add(node, "#address-cells", Cells((3,)))
+            _add(node, "#size-cells", Cells((2,)))
+            _add(node, "ranges")
+            _add(node, "bus-range", Cells((f.secondary, f.subordinate)))
             self.interrupt_map(node, f.children, f, hb)
         if kept:
             self.raw_props(node, f.properties)

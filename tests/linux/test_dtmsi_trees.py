@@ -59,7 +59,11 @@ def _assert_matches_allocation(report: BootReport, allocation: dict[str, Any]) -
         assert fn.its_device_ids, f"{a['name']}: no ITS mapping seen\n{context}"
         assert set(fn.its_device_ids) == {a["device_id"]}, f"{a['name']}: DeviceIDs {fn.its_device_ids}"
         entries = [e for e in fn.msix_table if e.vector_control & 1 == 0]
-        for e, msg in zip(entries, a["messages"], strict=False):
+        messages = [
+            {"address": m["address"], "data": m["data"] + i} for m in a["messages"] for i in range(m["count"])
+        ]
+        assert len(messages) == a["vectors_granted"]
+        for e, msg in zip(entries, messages, strict=False):
             assert (e.address, e.data) == (msg["address"], msg["data"]), f"{a['name']}: MSI-X entry {e}"
 
 
