@@ -1,3 +1,3 @@
-from dtmsi.cli import main
+from dtmsi.entry import main
 
 main()
