@@ -29,8 +29,8 @@ class Message:
     machines small; ``expand()`` gives one message per vector."""
 
     vector: int  # MSI vector index / MSI-X table entry of the first message
-    address: int
-    data: int
+    address: int | None  # None: firmware composes it at run time (OPAL)
+    data: int | None
     event_id: int | None = None  # ITS only
     hwirq: int | None = None  # FSL / generic: the controller's interrupt number
     count: int = 1
@@ -40,7 +40,7 @@ class Message:
             Message(
                 self.vector + i,
                 self.address,
-                self.data + i,
+                None if self.data is None else self.data + i,
                 None if self.event_id is None else self.event_id + i,
                 None if self.hwirq is None else self.hwirq + i,
             )
@@ -58,7 +58,8 @@ def runs(messages: list[Message]) -> list[Message]:
             if (
                 p.address == m.address
                 and p.vector + n == m.vector
-                and p.data + n == m.data
+                and (p.data is None) == (m.data is None)
+                and (p.data is None or m.data is None or p.data + n == m.data)
                 and (p.event_id is None) == (m.event_id is None)
                 and (p.event_id is None or p.event_id + n == m.event_id)
                 and (p.hwirq is None) == (m.hwirq is None)
@@ -309,7 +310,51 @@ class Allocator:
             a.reasons.append(f"{mech}: {grant} vector(s) as policy '{p.name}' asks ({a.policy_source})")
         if self.mode == "native":
             self.compose(a)
+        elif self.mode == "firmware-composed":
+            self.firmware_hwirqs(a)
         return True
+
+    def firmware_hwirqs(self, a: Allocation) -> None:
+        """OPAL: dtmsi plans the hwirq (xive number) per vector from the PHB's
+        msi-ranges; firmware composes address/data for each at run time."""
+        f = a.function
+        hb = f.host
+        if hb.msi_ranges is None:
+            self.report(
+                C.MSI_NO_CONTROLLER,
+                hb.name_span,
+                f"'{hb.name}' has no 'msi-ranges': firmware-composed MSI needs the PHB's hwirq range",
+                hint="add 'msi-ranges FIRST..LAST;' to the opal host bridge",
+            )
+            a.mechanism, a.granted = "none", 0
+            return
+        key = -id(hb)
+        pool = self.pool.setdefault(key, [(hb.msi_ranges[0], hb.msi_ranges[0] + hb.msi_ranges[1])])
+        n = a.hardware_vectors if a.mechanism == "msi" else a.granted
+        if a.mechanism == "msi" and pool:
+            lo, hi = pool[0]
+            aligned = (lo + n - 1) // n * n  # an MSI block's data base is aligned to its size
+            pool[0] = (aligned, hi)
+        got: list[int] = []
+        while len(got) < n and pool:
+            lo, hi = pool[0]
+            take = min(n - len(got), hi - lo)
+            got.extend(range(lo, lo + take))
+            if lo + take >= hi:
+                pool.pop(0)
+            else:
+                pool[0] = (lo + take, hi)
+        if len(got) < n:
+            self.report(
+                C.CONTROLLER_CAPACITY,
+                f.name_span,
+                f"the msi-ranges of '{hb.name}' have no hwirqs left for '{f.name}' ({n} needed)",
+            )
+            a.mechanism, a.granted = "none", 0
+            return
+        tok = self.m.platform.msi_mode.tokens.get("get-msi-64", 40)
+        a.messages = runs([Message(i, None, None, hwirq=h) for i, h in enumerate(got[: a.granted])])
+        a.reasons.append(f"firmware composes address/data: OPAL_GET_MSI_64 (token {tok}) per hwirq")
 
     # ------------------------------------------------------------ controllers
 
@@ -376,7 +421,7 @@ class Allocator:
     def check_address_width(self, a: Allocation) -> None:
         f = a.function
         if a.mechanism == "msi" and f.msi is not None and not f.msi.is64:
-            high = next((msg for msg in a.messages if msg.address >= 1 << 32), None)
+            high = next((msg for msg in a.messages if msg.address is not None and msg.address >= 1 << 32), None)
             if high is not None:
                 self.report(
                     C.ADDRESS_64BIT,

@@ -225,7 +225,7 @@ class FunctionDecl:
 class HostBridgeDecl:
     name: str
     name_span: Span
-    kind: Literal["ecam", "papr"]
+    kind: Literal["ecam", "papr", "opal"]
     config_base: int | None
     config_size: int | None
     buid: int | None
@@ -241,6 +241,7 @@ class HostBridgeDecl:
     properties: tuple[RawProperty, ...]
     children: tuple[FunctionDecl, ...]
     span: Span
+    msi_ranges: tuple[int, int, Span] | None = None  # OPAL: the PHB's MSI hwirq range
 
 
 # ---------------------------------------------------------------- policies, PEs, partitions

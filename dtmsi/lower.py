@@ -847,9 +847,17 @@ class Lowerer:
     def _host_bridge(self, st: s.Stmt, env: Env) -> ast.HostBridgeDecl:
         a = Args(st, env)
         name, name_span = a.name("the host bridge's name")
-        kind, _ = a.word("ecam", "papr")
+        kind, _ = a.word("ecam", "papr", "opal")
         base = size = buid = None
-        if kind == "ecam":
+        if kind == "opal":
+            # PowerNV: the OPAL PHB id, then the PHB's register block.
+            a.word("phbid")
+            buid = a.number("the OPAL PHB id", 0, (1 << 64) - 1)[0]
+            a.punct("@")
+            base = a.number("the PHB register address", 0, (1 << 64) - 1)[0]
+            a.word("size")
+            size = a.number("the PHB register size", 1, 1 << 40)[0]
+        elif kind == "ecam":
             a.punct("@")
             base = a.number("the ECAM base address", 0, (1 << 64) - 1)[0]
             a.word("size")
@@ -859,7 +867,7 @@ class Lowerer:
             buid = a.number("the PHB's BUID", 0, (1 << 64) - 1)[0]
         a.end()
         compatible: tuple[str, ...] = ()
-        domain = buses = msi_map_mask = msi_parent = pe_total = None
+        domain = buses = msi_map_mask = msi_parent = pe_total = msi_ranges = None
         windows: list[ast.WindowDecl] = []
         maps: list[ast.MsiMapDecl] = []
         intx: ast.IntxRouteDecl | None = None
@@ -906,6 +914,8 @@ class Lowerer:
                     intx = self._intx_route(sub, b)
                 elif w == "pe-total-msi":
                     pe_total = b.number("ibm,pe-total-#msi", 0, 0xFFFFFFFF)
+                elif w == "msi-ranges" and kind == "opal":
+                    msi_ranges = b.range("the PHB's MSI hwirq range", 0, 0xFFFFFFFF)
                 else:
                     self._unknown(
                         sub,
@@ -917,6 +927,7 @@ class Lowerer:
                             "msi",
                             "intx",
                             "pe-total-msi",
+                            "msi-ranges",
                             "property",
                             *_PCI_WORDS,
                         ],
@@ -928,7 +939,7 @@ class Lowerer:
         return ast.HostBridgeDecl(
             name,
             name_span,
-            cast(Literal["ecam", "papr"], kind),
+            cast(Literal["ecam", "papr", "opal"], kind),
             base,
             size,
             buid,
@@ -944,6 +955,7 @@ class Lowerer:
             tuple(props),
             tuple(children),
             st.span,
+            msi_ranges,
         )
 
     def _window(self, st: s.Stmt, a: Args) -> ast.WindowDecl:

@@ -307,7 +307,7 @@ class IntxRoute:
 @dataclass(eq=False, slots=True)
 class HostBridge:
     name: str
-    kind: Literal["ecam", "papr"]
+    kind: Literal["ecam", "papr", "opal"]
     config_base: int | None
     config_size: int | None
     buid: int | None
@@ -326,6 +326,7 @@ class HostBridge:
     name_span: Span
     children: list[Function] = field(default_factory=list)
     bus_used_last: int = 0  # highest bus number enumeration used
+    msi_ranges: tuple[int, int] | None = None  # OPAL: (first hwirq, count) firmware composes messages for
 
     @property
     def label(self) -> str:

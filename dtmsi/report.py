@@ -92,7 +92,9 @@ def render_table(machine: Machine, alloc: AllocationResult) -> str:
         f = a.function
         if a.messages:
             first, last = a.messages[0], a.messages[-1].expand()[-1]
-            if first.event_id is not None:
+            if first.address is None or first.data is None:
+                msgs = f"hwirq {first.hwirq}..{last.hwirq}, firmware composes"
+            elif first.event_id is not None:
                 msgs = f"EventID {first.event_id}..{last.event_id} @ {first.address:#x}"
             else:
                 msgs = f"data {first.data:#x}..{last.data:#x} @ {first.address:#x}"

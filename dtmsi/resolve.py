@@ -307,7 +307,11 @@ class Resolver:
                         d.intx.swizzle,
                         d.intx.span,
                     )
-        compat = d.compatible or (("pci-host-ecam-generic",) if d.kind == "ecam" else ("IBM,Logical_PHB",))
+        compat = d.compatible or {
+            "ecam": ("pci-host-ecam-generic",),
+            "papr": ("IBM,Logical_PHB",),
+            "opal": ("ibm,ioda2-phb",),
+        }[d.kind]
         hb = m.HostBridge(
             d.name,
             d.kind,
@@ -327,6 +331,7 @@ class Resolver:
             d.properties,
             d.span,
             d.name_span,
+            msi_ranges=(d.msi_ranges[0], d.msi_ranges[1] - d.msi_ranges[0] + 1) if d.msi_ranges else None,
         )
         hb.children = [self._function(fd, hb, None) for fd in d.children]
         hb.children.sort(key=lambda f: f.devfn)

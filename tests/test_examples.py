@@ -44,6 +44,10 @@ HOST_BRIDGES: dict[str, dict[str, dict[str, list[int | str]]]] = {
         "/pcie@4010000000/pci@1/pci@0/pci@0": {"bus-range": [3, 3]},
         "/pcie@4010000000/pci@1/pci@0/pci@1": {"bus-range": [4, 4]},
     },
+    "powernv-opal": {
+        "/pcie@3fffe4000000": {"bus-range": [0, 0xF], "ibm,opal-phbid": [0, 0], "ibm,opal-msi-ranges": [0x7F0, 16]},
+        "/pcie@3fffe4100000": {"bus-range": [0, 0xF], "ibm,opal-phbid": [0, 1], "ibm,opal-msi-ranges": [0xFF0, 16]},
+    },
     "worked-papr": {
         "/pci@800000020000000": {
             "bus-range": [0, 1],
