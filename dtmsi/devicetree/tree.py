@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Ref:
     """A phandle reference: ``&label`` or ``&{/path}``.
 
@@ -31,7 +31,7 @@ class Ref:
 Cell = int | Ref
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Cells:
     """``<a b &c>``: a list of 32-bit cells (or 8/16/64 with ``/bits/``)."""
 
@@ -39,21 +39,21 @@ class Cells:
     bits: int = 32
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Str:
     """One NUL-terminated string: ``"text"``."""
 
     text: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Bytes:
     """``[00 11 22]``: raw bytes."""
 
     data: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PathRef:
     """A reference used as a value, not inside cells: ``&label`` -> path string."""
 
@@ -63,7 +63,7 @@ class PathRef:
 Chunk = Cells | Str | Bytes | PathRef
 
 
-@dataclass
+@dataclass(slots=True)
 class Property:
     """A property; an empty ``chunks`` tuple is a boolean (``name;``)."""
 
@@ -76,7 +76,7 @@ class Property:
     labels: tuple[str, ...] = ()
 
 
-@dataclass
+@dataclass(slots=True)
 class Node:
     """A node. ``name`` includes the unit address (``pci@1,0``); root is ``""``."""
 
@@ -114,7 +114,7 @@ class Node:
         return node
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Reservation:
     """A ``/memreserve/ address size;`` entry."""
 
@@ -122,7 +122,7 @@ class Reservation:
     size: int
 
 
-@dataclass
+@dataclass(slots=True)
 class Tree:
     root: Node = field(default_factory=lambda: Node(""))
     reservations: list[Reservation] = field(default_factory=list)
