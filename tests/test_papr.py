@@ -476,3 +476,35 @@ def test_libfdt_reads_the_worked_tree(worked: CompileResult) -> None:
     assert fdt.getprop(off, "ibm,req#msi-x").as_uint32() == 16
     off = fdt.path_offset(ETH)
     assert fdt.getprop(off, "ibm,req#msi").as_uint32() == 4
+
+
+# ---------------------------------------------------------------- PE totals
+
+PE_TOTAL = """\
+platform "IBM,pSeries" {
+    msi hypervisor papr {
+        change-msi 0x2b;
+        query-interrupt-source-number 0x2c;
+    }
+}
+host-bridge phb0 papr buid 0x800000020000000 {
+    pe-total-msi 64;
+    window mem32 cpu 0x2000_8000_0000 pci 0x8000_0000 size 2G;
+    endpoint nvme0 @ 01.0 {
+        id 144d:a808 class 0x010802;
+        bar 0 mem32 16K;
+        msix 16 table bar 0 + 0x2000 pba bar 0 + 0x3000;
+    }
+}
+pe pe0 { owns nvme0; total-msi 2; }
+partition lpar1 { cpus 0..3; owns pe pe0; }
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="dtmsi bug (reported): 'total-msi' in a 'pe' block is parsed "
+                   "and then ignored: no ibm,pe-total-#msi for the PE, no quota prediction or "
+                   "overcommit warning against it (16 MSI-X planned in a PE of 2)")
+def test_pe_total_msi_is_honoured() -> None:
+    result = _compile_text(PE_TOTAL)
+    codes = {d.code.id for d in result.sink}
+    assert codes & {"W812", "W813", "E810"}, "16 vectors planned in a PE whose total is 2"

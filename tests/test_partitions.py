@@ -294,6 +294,28 @@ def test_example_partition_quota_views(example: CompileResult) -> None:
         assert (by_name[name].mechanism, by_name[name].granted) == ("msix", 2)
 
 
+def test_example_quota_views_match_partition_trees(example: CompileResult) -> None:
+    """dtmsi predicts Linux's quota over each partition's view of a PHB; the
+    Linux walk over the partition's own DTB gives the same numbers."""
+    from dtmsi import papr
+    from tests.test_papr import dtb_quota
+
+    assert example.machine is not None and example.allocation is not None
+    files = artifacts(example)
+    for part in example.machine.partitions:
+        nodes = read_nodes(files[f"{part.name}.dtb"])
+        view = read_view(files[f"{part.name}.dtb"])
+        keep = {id(f) for f in part.functions}
+        for f in owned(part):
+            if f.is_bridge:
+                continue
+            _root, index = papr.build_view(f.host, keep, example.allocation)
+            path = view.endpoints[key(f)]
+            for request in (1, 2, 4, 8, 16, 32, 64):
+                assert dtb_quota(nodes, path, request) == \
+                    papr.msi_quota_for_device(index[id(f)], request), (part.name, f.name, request)
+
+
 # ---------------------------------------------------------------- random partitionings
 
 
