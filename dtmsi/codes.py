@@ -130,6 +130,7 @@ PARTITION_BUDGET = _code("E810", "partition MSI budget cannot cover its function
 PE_IN_TWO = _code("E811", "function in two PEs")
 QUOTA_SHORT = _code("W812", "Linux quota gives fewer vectors than requested")
 PE_OVERCOMMIT = _code("W813", "planned MSI allocations exceed ibm,pe-total-#msi")
+PE_ANCHOR = _code("E814", "a PE's MSI total needs a bridge that holds exactly the PE")
 
 # 9xx: base trees and output
 BASE_TREE = _code("E901", "base device tree cannot be read")

@@ -399,6 +399,8 @@ class Pe:
     functions: list[Function]
     total_msi: int | None
     span: Span
+    # The bridge whose subtree is exactly this PE: where ibm,pe-total-#msi goes.
+    anchor: Function | None = None
 
 
 @dataclass(eq=False, slots=True)

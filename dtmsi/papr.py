@@ -20,6 +20,7 @@ from dtmsi import codes as C
 from dtmsi.alloc import Allocation, AllocationResult, Allocator
 from dtmsi.diagnostics import DiagnosticSink, Note
 from dtmsi.model import Function, HostBridge, Machine, Partition
+from dtmsi.source import Span
 
 PCI_CLASS_BRIDGE_PCI = 0x0604
 PCI_CLASS_BRIDGE_CARDBUS = 0x0607
@@ -74,8 +75,12 @@ def raw_req(f: Function, name: str) -> int | None:
     return None
 
 
-def build_view(hb: HostBridge, keep: set[int] | None, allocs: AllocationResult) -> tuple[QNode, dict[int, QNode]]:
-    """The PHB's subtree as a partition sees it (keep = ids of owned functions)."""
+def build_view(
+    hb: HostBridge, keep: set[int] | None, allocs: AllocationResult, pe_totals: dict[int, int] | None = None
+) -> tuple[QNode, dict[int, QNode]]:
+    """The PHB's subtree as a partition sees it (keep = ids of owned functions;
+    pe_totals = bridge id -> ibm,pe-total-#msi of the PE anchored there)."""
+    totals = pe_totals or {}
     root = QNode(None, 0, pe_total=hb.pe_total_msi)
     index: dict[int, QNode] = {}
 
@@ -92,7 +97,7 @@ def build_view(hb: HostBridge, keep: set[int] | None, allocs: AllocationResult) 
             if f.is_bridge:
                 if not any(has_kept(c) for c in f.children) and not kept(f):
                     continue
-                q = QNode(f, f.class_code, parent=parent)
+                q = QNode(f, f.class_code, parent=parent, pe_total=totals.get(id(f)))
                 parent.children.append(q)
                 index[id(f)] = q
                 add(q, f.children)
@@ -246,7 +251,8 @@ def plan(machine: Machine, allocs: AllocationResult, sink: DiagnosticSink) -> No
         for hb in machine.host_bridges:
             if hb.kind != "papr":
                 continue
-            root, index = build_view(hb, keep, allocs)
+            pe_totals = {id(pe.anchor): pe.total_msi for pe in machine.pes if pe.anchor and pe.total_msi is not None}
+            root, index = build_view(hb, keep, allocs, pe_totals)
             if not root.children:
                 continue
             n = count_devices(root)
@@ -266,6 +272,10 @@ def plan(machine: Machine, allocs: AllocationResult, sink: DiagnosticSink) -> No
                     continue
                 _predict_one(a, q, allocator, sink)
             _check_total(hb, root, index, allocs, sink, part)
+            for pe in machine.pes:
+                anchor = index.get(id(pe.anchor)) if pe.anchor else None
+                if anchor is not None and pe.total_msi is not None:
+                    _check_pe(pe.name, pe.span, pe.total_msi, anchor, allocs, sink)
 
 
 def _predict_one(a: Allocation, q: QNode, allocator: Allocator, sink: DiagnosticSink) -> None:
@@ -289,6 +299,29 @@ def _predict_one(a: Allocation, q: QNode, allocator: Allocator, sink: Diagnostic
             f"policy '{a.policy.name}' asks for" + (f", below its minimum {minimum}" if pred.granted < minimum else ""),
             hint="; ".join(pred.steps),
             notes=(Note(f"policy '{a.policy.name}'", a.policy.span),),
+        )
+
+
+def _check_pe(name: str, span: Span, total: int, anchor: QNode, allocs: AllocationResult, sink: DiagnosticSink) -> None:
+    n = count_devices(anchor)
+    if total < n:
+        sink.report(
+            C.PE_TOTAL_BELOW_DEVICES,
+            span,
+            f"PE '{name}' has total-msi {total}, below its {n} devices: Linux's quota becomes 0",
+            hint=f"give it at least {n}",
+        )
+        return
+    used = 0
+    for q in traverse(anchor):
+        a = allocs.by_function.get(id(q.function)) if q.function is not None else None
+        if a is not None and a.mechanism in ("msi", "msix"):
+            used += a.hardware_vectors
+    if used > total:
+        sink.report(
+            C.PE_OVERCOMMIT,
+            span,
+            f"planned MSI allocations in PE '{name}' add up to {used}, above its total-msi of {total}",
         )
 
 

@@ -927,8 +927,34 @@ class Resolver:
                     self.error(C.WRONG_KIND, s.span, "a PE holds functions, not other PEs")
                     continue
                 fns.extend(self._select(s, pes))
-            pes.append(m.Pe(d.name, _unique(fns), d.total_msi[0] if d.total_msi else None, d.span))
+            pe = m.Pe(d.name, _unique(fns), d.total_msi[0] if d.total_msi else None, d.span)
+            if pe.total_msi is not None:
+                pe.anchor = self._pe_anchor(pe)
+                if pe.anchor is None:
+                    self.error(
+                        C.PE_ANCHOR,
+                        d.total_msi[1] if d.total_msi else d.span,
+                        f"PE '{d.name}' has 'total-msi', but no bridge holds exactly its functions",
+                        hint="Linux looks for ibm,pe-total-#msi on the device or a node above it; a PE's "
+                        "total goes on the bridge above its functions, so the PE must be 'owns BRIDGE.*'",
+                    )
+            pes.append(pe)
         return pes
+
+    def _pe_anchor(self, pe: m.Pe) -> m.Function | None:
+        members = {id(f) for f in pe.functions if not f.is_bridge}
+        if not members:
+            return None
+        best: m.Function | None = None
+        for hb in self.host_bridges:
+            for f in hb.functions():
+                if not f.is_bridge:
+                    continue
+                below = {id(g) for g in f.walk()[1:] if not g.is_bridge}
+                below |= {id(v) for g in f.walk()[1:] if g.sriov for v in g.sriov.vfs}
+                if below == members:
+                    best = f  # deepest match wins: walk() is pre-order
+        return best
 
     def _partitions(self, pes: list[m.Pe]) -> list[m.Partition]:
         out: list[m.Partition] = []

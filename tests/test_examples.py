@@ -48,6 +48,11 @@ HOST_BRIDGES: dict[str, dict[str, dict[str, list[int | str]]]] = {
         "/pcie@3fffe4000000": {"bus-range": [0, 0xF], "ibm,opal-phbid": [0, 0], "ibm,opal-msi-ranges": [0x7F0, 16]},
         "/pcie@3fffe4100000": {"bus-range": [0, 0xF], "ibm,opal-phbid": [0, 1], "ibm,opal-msi-ranges": [0xFF0, 16]},
     },
+    "partitions": {
+        "/pci@800000020000000": {"bus-range": [0, 1], "linux,pci-domain": [0], "ibm,pe-total-#msi": [64]},
+        "/pci@800000020000001": {"bus-range": [0, 4], "linux,pci-domain": [1], "ibm,pe-total-#msi": [64]},
+        "/pci@800000020000001/pci@1": {"bus-range": [1, 3], "class-code": [0x060400]},
+    },
     "worked-papr": {
         "/pci@800000020000000": {
             "bus-range": [0, 1],

@@ -501,10 +501,38 @@ partition lpar1 { cpus 0..3; owns pe pe0; }
 """
 
 
-@pytest.mark.xfail(strict=True, reason="dtmsi bug (reported): 'total-msi' in a 'pe' block is parsed "
-                   "and then ignored: no ibm,pe-total-#msi for the PE, no quota prediction or "
-                   "overcommit warning against it (16 MSI-X planned in a PE of 2)")
-def test_pe_total_msi_is_honoured() -> None:
-    result = _compile_text(PE_TOTAL)
+def test_pe_total_msi_without_a_bridge_of_its_own_is_refused() -> None:
+    """Linux reads ibm,pe-total-#msi on the device or an ancestor and counts the
+    devices *below* that node, so a PE's total must sit on a bridge holding
+    exactly the PE; a lone endpoint on the root bus has none (E814)."""
+    with tempfile.TemporaryDirectory(prefix="dtmsi-papr-") as tmp:
+        src = Path(tmp) / "variant.msi"
+        src.write_text(PE_TOTAL, encoding="utf-8")
+        result = compile_file(CompileOptions(input=src))
     codes = {d.code.id for d in result.sink}
-    assert codes & {"W812", "W813", "E810"}, "16 vectors planned in a PE whose total is 2"
+    assert "E814" in codes
+
+
+PE_TOTAL_BRIDGED = PE_TOTAL.replace(
+    """    endpoint nvme0 @ 01.0 {
+        id 144d:a808 class 0x010802;
+        bar 0 mem32 16K;
+        msix 16 table bar 0 + 0x2000 pba bar 0 + 0x3000;
+    }""",
+    """    pci-bridge br0 @ 01.0 {
+        endpoint nvme0 @ 00.0 {
+            id 144d:a808 class 0x010802;
+            bar 0 mem32 16K;
+            msix 16 table bar 0 + 0x2000 pba bar 0 + 0x3000;
+        }
+    }""",
+).replace("pe pe0 { owns nvme0; total-msi 2; }", "pe pe0 { owns br0.*; total-msi 2; }")
+
+
+def test_pe_total_msi_is_honoured() -> None:
+    result = _compile_text(PE_TOTAL_BRIDGED)
+    codes = {d.code.id for d in result.sink}
+    assert codes & {"W812", "W813"}, "16 vectors planned in a PE whose total is 2"
+    assert result.allocation is not None and result.machine is not None
+    nvme = next(a for a in result.allocation.order if a.function.name == "nvme0")
+    assert nvme.quota == 2 and nvme.granted == 2

@@ -591,9 +591,6 @@ def _msi_map_lookup(props: dict[str, bytes], rid: int) -> int | None:
     return None
 
 
-@pytest.mark.xfail(strict=True, reason="dtmsi bug (reported): a partition's msi-map rows use the "
-                   "unmasked requester ID as rid-base next to msi-map-mask, so Linux rejects "
-                   "the whole map (rid-base 0x100 & ~0xff) and eth0 gets no MSI in partition a")
 def test_partition_msi_map_honours_msi_map_mask(tmp_path: Path) -> None:
     src = tmp_path / "masked.msi"
     src.write_text(MASKED, encoding="utf-8")

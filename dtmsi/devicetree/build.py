@@ -303,7 +303,8 @@ class TreeBuilder:
         for f in hb.functions():
             for g in [f, *(f.sriov.vfs if f.sriov else [])]:
                 if self.keep(g) and not g.is_bridge and (g.msi or g.msix):
-                    rids.add(g.dma_alias)
+                    # rid-base must fit msi-map-mask, or Linux drops the whole map.
+                    rids.add(g.dma_alias & (hb.msi_map_mask if hb.msi_map_mask is not None else 0xFFFF))
         rows: list[tuple[int, m.Controller, int, int]] = []
         for rid in sorted(rids):
             got = hb.msi_controller_for(rid)
@@ -421,6 +422,9 @@ class TreeBuilder:
             _add(node, "#size-cells", Cells((2,)))
             _add(node, "ranges")
             _add(node, "bus-range", Cells((f.secondary, f.subordinate)))
+            pe_total = next((pe.total_msi for pe in self.m.pes if pe.anchor is f), None)
+            if pe_total is not None:
+                _add(node, "ibm,pe-total-#msi", Cells((pe_total,)))
             self.interrupt_map(node, f.children, f, hb)
         if kept:
             self.raw_props(node, f.properties)
