@@ -209,7 +209,12 @@ def msi_map_coverage(machine: Machine, report: Report) -> None:
             _, dev_id = got
             if dev_id is not None and dev_id != f.dma_alias and not warned_offset:
                 warned_offset = True
-                entry = next(e for e in hb.msi_maps if e.translate(f.dma_alias & (hb.msi_map_mask if hb.msi_map_mask is not None else 0xFFFF)) is not None)
+                entry = next(
+                    e
+                    for e in hb.msi_maps
+                    if e.translate(f.dma_alias & (hb.msi_map_mask if hb.msi_map_mask is not None else 0xFFFF))
+                    is not None
+                )
                 report(
                     C.MSI_MAP_OFFSET,
                     entry.span,
