@@ -327,6 +327,14 @@ class HostBridge:
     children: list[Function] = field(default_factory=list)
     bus_used_last: int = 0  # highest bus number enumeration used
     msi_ranges: tuple[int, int] | None = None  # OPAL: (first hwirq, count) firmware composes messages for
+    # Memo of functions(): set once the resolver has built the tree (see freeze()).
+    frozen_functions: list[Function] | None = None
+
+    def freeze(self) -> None:
+        """The topology is final: later passes (checks, allocation, backends)
+        walk it many times, so keep the pre-order list."""
+        self.frozen_functions = None
+        self.frozen_functions = self.functions()
 
     @property
     def label(self) -> str:
@@ -337,6 +345,8 @@ class HostBridge:
         return self.domain or 0
 
     def functions(self) -> list[Function]:
+        if self.frozen_functions is not None:
+            return self.frozen_functions
         out: list[Function] = []
         for c in self.children:
             out.extend(c.walk())
