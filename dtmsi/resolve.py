@@ -121,8 +121,8 @@ class Resolver:
                 self.error(
                     C.UNKNOWN_NAME, f.policy_span, f"unknown policy '{f.policy}'", did_you_mean(f.policy, policies)
                 )
-        for hb in self.host_bridges:
-            hb.freeze()
+        for built in self.host_bridges:
+            built.freeze()
         pes = self._pes()
         partitions = self._partitions(pes)
         unassigned = [f for d in self.p.unassigned for s in d.members for f in self._select(s, pes)]
