@@ -346,7 +346,7 @@ class HostBridge:
 
     def functions(self) -> list[Function]:
         if self.frozen_functions is not None:
-            return self.frozen_functions
+            return list(self.frozen_functions)  # a copy: callers append VFs to it
         out: list[Function] = []
         for c in self.children:
             out.extend(c.walk())

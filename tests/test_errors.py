@@ -46,7 +46,6 @@ NOT_YET_EMITTED = [
     "E501",
     "E702",
     "E710",
-    "E714",
 ]
 
 TEST_KINDS = ("json", "text", "compile")

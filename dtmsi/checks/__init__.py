@@ -33,6 +33,7 @@ ALL: tuple[Check, ...] = (
     msi.msi_map_shape,
     msi.msi_map_coverage,
     msi.device_id_collisions,
+    msi.fsl_available_ranges,
     partitions.function_ownership,
     partitions.pe_membership,
     partitions.papr_platform,

@@ -251,3 +251,25 @@ def device_id_collisions(machine: Machine, report: Report) -> None:
                     notes=(Note(f"'{prev.name}' is here", prev.name_span),),
                     hint="give the host bridges disjoint msi-map output ranges ('-> its + OFFSET')",
                 )
+
+
+def fsl_available_ranges(machine: Machine, report: Report) -> None:
+    """FSL MPIC MSI banks hold 32 interrupts each: msi-available-ranges must start
+    and end on multiples of 32, and stay below 256 (512 on MPIC v4.3).
+
+    Linux Documentation/devicetree/bindings/powerpc/fsl/msi-pic.txt; arch/powerpc/sysdev/fsl_msi.c.
+    """
+    for c in machine.controllers:
+        if c.kind != "fsl-msi" or c.span is None:
+            continue
+        for start, count in c.available:
+            if start % 32 or count % 32:
+                report(
+                    C.AVAILABLE_RANGES,
+                    c.span,
+                    f"'{c.name}' makes hwirqs {start}..{start + count - 1} available; FSL MSI banks are "
+                    "32 interrupts, so ranges start and end on multiples of 32",
+                    hint=f"use {start // 32 * 32}..{(start + count + 31) // 32 * 32 - 1}",
+                )
+            elif start + count > 512:
+                report(C.AVAILABLE_RANGES, c.span, f"'{c.name}' has at most 512 MSI interrupts (16 banks)")
