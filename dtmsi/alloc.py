@@ -13,7 +13,7 @@ from typing import Literal
 
 from dtmsi import codes as C
 from dtmsi.diagnostics import DiagnosticSink, Note
-from dtmsi.model import Controller, Function, HostBridge, Machine, Partition, Policy
+from dtmsi.model import Controller, Function, Machine, Partition, Policy
 from dtmsi.source import BUILTIN, Span
 
 Mechanism = Literal["msix", "msi", "intx", "none"]
@@ -106,11 +106,18 @@ def _pow2_ceil(n: int) -> int:
     return 1 << (n - 1).bit_length() if n > 1 else 1
 
 
-def owner_partition(machine: Machine, f: Function) -> Partition | None:
-    for p in machine.partitions:
-        if any(x is f for x in p.functions):
-            return p
-    return None
+def _take(pool: list[tuple[int, int]], n: int) -> list[int]:
+    """Take up to ``n`` numbers from the front of a list of free [lo, hi) ranges."""
+    out: list[int] = []
+    while len(out) < n and pool:
+        lo, hi = pool[0]
+        take = min(n - len(out), hi - lo)
+        out.extend(range(lo, lo + take))
+        if lo + take >= hi:
+            pool.pop(0)
+        else:
+            pool[0] = (lo + take, hi)
+    return out
 
 
 class Allocator:
@@ -335,15 +342,7 @@ class Allocator:
             lo, hi = pool[0]
             aligned = (lo + n - 1) // n * n  # an MSI block's data base is aligned to its size
             pool[0] = (aligned, hi)
-        got: list[int] = []
-        while len(got) < n and pool:
-            lo, hi = pool[0]
-            take = min(n - len(got), hi - lo)
-            got.extend(range(lo, lo + take))
-            if lo + take >= hi:
-                pool.pop(0)
-            else:
-                pool[0] = (lo + take, hi)
+        got = _take(pool, n)
         if len(got) < n:
             self.report(
                 C.CONTROLLER_CAPACITY,
@@ -433,21 +432,17 @@ class Allocator:
 
     def take_hwirqs(self, ctrl: Controller, n: int, f: Function) -> list[int] | None:
         pool = self.pool.setdefault(id(ctrl), [(s, s + c) for s, c in ctrl.available] or [(0, 256)])
-        out: list[int] = []
-        while len(out) < n and pool:
-            lo, hi = pool[0]
-            take = min(n - len(out), hi - lo)
-            out.extend(range(lo, lo + take))
-            if lo + take >= hi:
-                pool.pop(0)
-            else:
-                pool[0] = (lo + take, hi)
+        out = _take(pool, n)
         if len(out) < n:
             self.report(
                 C.CONTROLLER_CAPACITY,
                 f.name_span,
                 f"'{ctrl.name}' has no interrupt numbers left for '{f.name}' ({n} needed)",
-                hint="widen its 'available' ranges or lower vector counts",
+                hint=(
+                    "widen its 'available' ranges or lower vector counts"
+                    if ctrl.kind == "fsl-msi"
+                    else "lower vector counts or add another MSI controller"
+                ),
             )
             return None
         return out
@@ -511,7 +506,3 @@ def check_budgets(machine: Machine, result: AllocationResult, sink: DiagnosticSi
                 + ", ".join(f"{f.name} {n}" for n, f in biggest)
                 + "; raise 'msi-budget' or lower the policies' vector counts",
             )
-
-
-def host_of(a: Allocation) -> HostBridge:
-    return a.function.host
