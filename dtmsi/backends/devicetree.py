@@ -7,10 +7,11 @@ import copy
 from dtmsi import codes as C
 from dtmsi.alloc import AllocationResult
 from dtmsi.artifacts import Artifact
+from dtmsi.ast import RawCells, RawNode, RawProperty
 from dtmsi.devicetree.build import Keep, TreeBuilder, attach_raw_nodes
 from dtmsi.devicetree.dtb import render_dtb
 from dtmsi.devicetree.dts import render_dts
-from dtmsi.devicetree.tree import DeviceTreeError, Tree, find_node_by_label, find_node_by_path
+from dtmsi.devicetree.tree import DeviceTreeError, Tree, find_node_by_label, find_node_by_path, iter_nodes
 from dtmsi.diagnostics import DiagnosticSink
 from dtmsi.model import Machine
 from dtmsi.source import BUILTIN
@@ -69,6 +70,44 @@ def build_tree(
     return tree
 
 
+def _raw_properties(machine: Machine) -> list[RawProperty]:
+    props: list[RawProperty] = []
+
+    def node(n: RawNode) -> None:
+        props.extend(n.properties)
+        for c in n.children:
+            node(c)
+
+    for n in machine.raw_nodes:
+        node(n)
+    for c in machine.controllers:
+        props.extend(c.properties)
+    for hb in machine.host_bridges:
+        props.extend(hb.properties)
+        for f in hb.functions():
+            props.extend(f.properties)
+    return props
+
+
+def check_raw_references(machine: Machine, tree: Tree, refs: dict[str, str], sink: DiagnosticSink) -> None:
+    """Every name a raw property refers to (``= serial0``) is a label in the tree."""
+    labels = {label for _, n in iter_nodes(tree) for label in n.labels}
+    for p in _raw_properties(machine):
+        for chunk in p.chunks:
+            if not isinstance(chunk, RawCells):
+                continue
+            for v in chunk.values:
+                if isinstance(v, str):
+                    target = refs.get(v, v.replace("-", "_"))
+                    if not target.startswith("/") and target not in labels:
+                        sink.report(
+                            C.RAW_NODE,
+                            p.span,
+                            f'reference to non-existent node or label "{v}" in property "{p.name}"',
+                            hint="name a declared controller, host bridge or function, or a label of the base tree",
+                        )
+
+
 def render(machine: Machine, allocation: AllocationResult, base: Tree | None, sink: DiagnosticSink) -> list[Artifact]:
     refs = base_refs(machine, base, sink)
     if sink.has_errors:
@@ -80,6 +119,10 @@ def render(machine: Machine, allocation: AllocationResult, base: Tree | None, si
     out: list[Artifact] = []
     for name, keep in views:
         tree = build_tree(machine, allocation, base, keep, refs, sink)
+        if keep is None:  # the system tree holds every label a raw property may name
+            check_raw_references(machine, tree, refs, sink)
+            if sink.has_errors:
+                return []
         try:
             dtb = render_dtb(tree)
         except DeviceTreeError as e:
