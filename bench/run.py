@@ -135,9 +135,9 @@ def version_cmd() -> tuple[list[str], str]:
     script = Path(sys.executable).parent / "dtmsi"
     if script.is_file() and os.access(script, os.X_OK):
         return [str(script), "--version"], str(script)
-    code = "import sys; from dtmsi.cli import main; sys.argv[0] = 'dtmsi'; sys.exit(main())"
+    code = "import sys; from dtmsi.entry import main; sys.argv[0] = 'dtmsi'; sys.exit(main())"
     return ([sys.executable, "-c", code, "--version"],
-            "python -c 'from dtmsi.cli import main' (no console script installed)")
+            "python -c 'from dtmsi.entry import main' (no console script installed)")
 
 
 def _tool_version(cmd: list[str]) -> str:
