@@ -49,6 +49,12 @@ def node_name_for_class(class_code: int) -> str:
     return "pci-device"
 
 
+def space_code(kind: str, prefetchable: bool) -> int:
+    """IEEE 1275 PCI phys.hi bits 31:24: ss (01 I/O, 10 mem32, 11 mem64) plus p."""
+    ss = {"io": 0x01, "mem32": 0x02, "mem64": 0x03}[kind]
+    return ss | (0x40 if prefetchable else 0)
+
+
 # ---------------------------------------------------------------- controllers
 
 
@@ -104,8 +110,7 @@ class Window:
     @property
     def space_code(self) -> int:
         """phys.hi bits 31:24 for ``ranges``: ss plus the prefetchable bit."""
-        ss = {"io": 0x01, "mem32": 0x02, "mem64": 0x03}[self.kind]
-        return ss | (0x40 if self.prefetchable else 0)
+        return space_code(self.kind, self.prefetchable)
 
 
 @dataclass(eq=False, slots=True)
@@ -125,8 +130,8 @@ class Bar:
 
     @property
     def space_code(self) -> int:
-        ss = {"io": 0x01, "mem32": 0x02, "mem64": 0x03}[self.kind]
-        return ss | (0x40 if self.prefetchable else 0)
+        """phys.hi bits 31:24 for ``reg``/``assigned-addresses`` entries."""
+        return space_code(self.kind, self.prefetchable)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,14 +9,8 @@ from dtmsi.model import Function, Machine
 
 
 def _endpoints(machine: Machine) -> list[Function]:
-    out: list[Function] = []
-    for hb in machine.host_bridges:
-        for f in hb.functions():
-            if not f.is_bridge:
-                out.append(f)
-            if f.sriov:
-                out.extend(f.sriov.vfs)
-    return out
+    """Every non-bridge function, VFs included, in BDF order."""
+    return [f for f in machine.functions() if not f.is_bridge]
 
 
 def function_ownership(machine: Machine, report: Report) -> None:
