@@ -8,16 +8,31 @@ directory and is renamed over the old one, so a reader never sees half a file.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 
-@dataclass(frozen=True)
 class Artifact:
-    name: str  # file name relative to the output directory
-    data: bytes
+    """One output file: its name in the output directory and its bytes, held
+    in memory or (for outputs staged on disk) read back when asked for."""
+
+    __slots__ = ("_data", "_path", "name")
+
+    def __init__(self, name: str, data: bytes | None = None, path: Path | None = None) -> None:
+        self.name = name
+        self._data = data
+        self._path = path
+
+    @property
+    def data(self) -> bytes:
+        if self._data is None:
+            assert self._path is not None
+            return self._path.read_bytes()
+        return self._data
 
 
 def write_if_changed(path: Path, data: bytes) -> bool:
@@ -41,37 +56,92 @@ def write_if_changed(path: Path, data: bytes) -> bool:
     return True
 
 
-def write_all(directory: Path, artifacts: list[Artifact]) -> list[Path]:
-    """Write every changed artifact, all or nothing: each goes to a temporary
-    file first; only when all of them are on disk are they renamed into place.
-    Returns the paths that changed."""
-    staged: list[tuple[str, Path]] = []
+def _same_contents(a: Path, b: Path) -> bool:
+    """Whether two files hold the same bytes, compared a block at a time."""
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        for a in artifacts:
-            p = directory / a.name
-            try:
-                if p.stat().st_size == len(a.data) and p.read_bytes() == a.data:
-                    continue
-            except FileNotFoundError:
-                pass
-            except IsADirectoryError:
-                raise OSError(f"'{p}' is a directory") from None
-            if p.is_dir():
-                raise OSError(f"'{p}' is a directory")
-            fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=directory)
-            staged.append((tmp, p))
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(a.data)
-            os.chmod(tmp, 0o644)
-    except BaseException:
-        for tmp, _ in staged:
+        if b.stat().st_size != a.stat().st_size:
+            return False
+    except FileNotFoundError:
+        return False
+    with a.open("rb") as fa, b.open("rb") as fb:
+        while True:
+            x = fa.read(1 << 20)
+            if x != fb.read(1 << 20):
+                return False
+            if not x:
+                return True
+
+
+class Outputs:
+    """Where the backends put their files, all or nothing.
+
+    Without a directory (``dtmsi check``, ``report``, tests) every file is
+    kept in memory. With one, each file is written as it is made to a
+    temporary name beside its final one, so a 100k-function tree is never
+    whole in memory; :meth:`commit` renames them into place only once every
+    one is written (skipping those whose bytes did not change, which keeps
+    build systems from rebuilding), and :meth:`discard` removes them.
+    """
+
+    def __init__(self, directory: Path | None) -> None:
+        self.directory = directory
+        self.made_directory = False
+        self.staged: list[tuple[str, Path]] = []  # (temporary file, final path)
+        self.artifacts: list[Artifact] = []
+
+    @contextlib.contextmanager
+    def open(self, name: str) -> Iterator[BinaryIO]:
+        """A binary file to write output ``name`` into (seekable, for restarts)."""
+        if self.directory is None:
+            buf = io.BytesIO()
+            yield buf
+            self.artifacts.append(Artifact(name, buf.getvalue()))
+            return
+        if not self.directory.is_dir():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self.made_directory = True
+        final = self.directory / name
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.directory)
+        self.staged.append((tmp, final))
+        with os.fdopen(fd, "w+b") as fh:
+            yield fh
+        self.artifacts.append(Artifact(name, path=final))
+
+    def add(self, name: str, data: bytes) -> None:
+        with self.open(name) as fh:
+            fh.write(data)
+
+    def commit(self) -> list[Path]:
+        """Rename every changed file into place; the paths that changed."""
+        changed: list[tuple[str, Path]] = []
+        try:
+            for tmp, final in self.staged:
+                if final.is_dir():
+                    raise OSError(f"'{final}' is a directory")
+                if _same_contents(Path(tmp), final):
+                    os.unlink(tmp)
+                else:
+                    os.chmod(tmp, 0o644)
+                    changed.append((tmp, final))
+        except BaseException:
+            self.discard()
+            raise
+        for tmp, final in changed:
+            os.replace(tmp, final)
+        self.staged.clear()
+        self.artifacts.sort(key=lambda a: a.name)
+        return [final for _, final in changed]
+
+    def discard(self) -> None:
+        """Remove every staged file (and the directory, if made for them)."""
+        for tmp, _ in self.staged:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-        raise
-    for tmp, p in staged:
-        os.replace(tmp, p)
-    return [p for _, p in staged]
+        self.staged.clear()
+        self.artifacts.clear()
+        if self.made_directory and self.directory is not None:
+            with contextlib.suppress(OSError):
+                self.directory.rmdir()
 
 
 def depfile_text(targets: list[Path], inputs: list[str]) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dtmsi import codes as C
-from dtmsi.artifacts import Artifact, depfile_text, write_all
+from dtmsi.artifacts import Artifact, Outputs, depfile_text, write_if_changed
 from dtmsi.diagnostics import DiagnosticSink
 from dtmsi.model import Machine
 
@@ -49,6 +49,7 @@ def analyse(options: CompileOptions, sink: DiagnosticSink) -> tuple[Machine, All
     if sink.has_errors:
         return None
     machine = resolve(program, sink, Path(display).name)
+    del program  # the model keeps what it needs (spans, names); the rest can go
     if sink.has_errors:
         return None
     run_checks(machine, sink)
@@ -94,27 +95,31 @@ def _compile(options: CompileOptions) -> CompileResult:
     base = _load_base(machine, options, sink)
     if sink.has_errors:
         return result
-    artifacts = render_all(machine, allocation, base, options, sink)
-    if sink.has_errors:
-        return result
-    result.artifacts = artifacts
-    if options.output_dir is not None:
-        try:
-            if options.depfile is not None:
-                targets = [options.output_dir / a.name for a in artifacts]
-                inputs = list(machine.files)
-                if machine.platform.base is not None:
-                    inputs.append(str(Path(machine.files[0]).parent / machine.platform.base))
-                dep = Artifact("", depfile_text(targets, inputs).encode())
-                result.written = write_all(options.output_dir, artifacts)
-                from dtmsi.artifacts import write_if_changed
-
-                if write_if_changed(options.depfile, dep.data):
-                    result.written.append(options.depfile)
-            else:
-                result.written = write_all(options.output_dir, artifacts)
-        except OSError as e:
-            sink.report(C.OUTPUT_WRITE, _input_span(options), f"cannot write outputs: {e}")
+    outputs = Outputs(options.output_dir)
+    try:
+        render_all(machine, allocation, base, options, sink, outputs)
+        if sink.has_errors:
+            outputs.discard()
+            return result
+        if options.output_dir is None:
+            result.artifacts = sorted(outputs.artifacts, key=lambda a: a.name)
+            return result
+        targets = [options.output_dir / a.name for a in sorted(outputs.artifacts, key=lambda a: a.name)]
+        result.written = outputs.commit()
+        result.artifacts = outputs.artifacts
+        if options.depfile is not None:
+            inputs = list(machine.files)
+            if machine.platform.base is not None:
+                inputs.append(str(Path(machine.files[0]).parent / machine.platform.base))
+            if write_if_changed(options.depfile, depfile_text(targets, inputs).encode()):
+                result.written.append(options.depfile)
+    except OSError as e:
+        outputs.discard()
+        result.artifacts = []
+        sink.report(C.OUTPUT_WRITE, _input_span(options), f"cannot write outputs: {e}")
+    except BaseException:
+        outputs.discard()
+        raise
     return result
 
 

@@ -410,8 +410,13 @@ class Lowerer:
         stmts = self._load(path, display, text, None)
         if stmts is not None:
             self._collect_templates(stmts)
-            for stmt, env in self._expand(stmts, self.globals):
-                self._guard(self._top, stmt, env)
+            # Lower one top-level statement at a time and let go of its syntax:
+            # a large file's syntax tree (~2 KB a function) is never alive
+            # beside all of the declarations made from it.
+            stmts.reverse()
+            while stmts:
+                for stmt, env in self._expand((stmts.pop(),), self.globals):
+                    self._guard(self._top, stmt, env)
         return self.program
 
     def _load(self, path: Path, display: str, text: str | None, include_span: Span | None) -> list[s.Stmt] | None:

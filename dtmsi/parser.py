@@ -99,26 +99,43 @@ class _Syntax(Exception):
         self.pos = pos
 
 
-def _tokenize(file: SourceFile) -> list[tuple[str, str, int, int]]:
+def _tokenize(file: SourceFile, pos: int = 0) -> tuple[list[tuple[str, str, int, int]], int]:
+    """Tokens of one top-level statement from ``pos``: up to its ``;`` or
+    closing ``}`` (or the end of the file), then an ``$END`` sentinel.
+
+    One statement at a time, so a large file never has all its tokens (about
+    160 bytes each) alive at once. Returns the tokens and where the next
+    statement starts.
+    """
     text = file.text
     out: list[tuple[str, str, int, int]] = []
     append = out.append
-    pos = 0
     n = len(text)
     match = _TOKEN_RE.match
+    depth = 0
     while pos < n:
         m = match(text, pos)
         if m is None:
             raise _lexical_error(file, pos)
         kind = m.lastgroup
         end = m.end()
-        if kind == "SLASH" and text.startswith("/*", pos):
-            raise _lexical_error(file, pos)
         if kind is not None and kind[0] != "_":
+            if kind == "SLASH" and text.startswith("/*", pos):
+                raise _lexical_error(file, pos)
             append((kind, m.group(), pos, end))
+            if kind == "LBRACE":
+                depth += 1
+            elif kind == "RBRACE":
+                depth -= 1
+                if depth <= 0:
+                    pos = end
+                    break
+            elif kind == "SEMI" and depth == 0:
+                pos = end
+                break
         pos = end
-    append(("$END", "", n, n))
-    return out
+    append(("$END", "", pos, pos))
+    return out, pos
 
 
 def _lexical_error(file: SourceFile, pos: int) -> ParseError:
@@ -145,17 +162,25 @@ class _FastParser:
 
     def __init__(self, file: SourceFile) -> None:
         self.file = file
-        self.toks = _tokenize(file)
+        self.toks: list[tuple[str, str, int, int]] = []
         self.i = 0
 
     def span(self, start: int, end: int) -> Span:
         return Span(self.file, start, end)
 
     def parse(self) -> list[s.Stmt]:
-        stmts = self.stmts()
-        if self.toks[self.i][0] != "$END":
-            raise _Syntax(self.toks[self.i][2])
-        return stmts
+        out: list[s.Stmt] = []
+        pos, n = 0, len(self.file.text)
+        while True:
+            self.toks, pos = _tokenize(self.file, pos)
+            self.i = 0
+            if self.toks[0][0] == "$END" and pos >= n:
+                return out
+            if self.toks[0][0] != "WORD":
+                raise _Syntax(self.toks[0][2])
+            out.append(self.stmt())
+            if self.toks[self.i][0] != "$END":
+                raise _Syntax(self.toks[self.i][2])
 
     def stmts(self) -> list[s.Stmt]:
         out: list[s.Stmt] = []

@@ -10,6 +10,7 @@ keys are sorted; the file ends with a newline, so it is byte-stable.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 from dtmsi.alloc import Allocation, AllocationResult
 from dtmsi.model import Machine
@@ -17,9 +18,8 @@ from dtmsi.model import Machine
 SCHEMA = "dtmsi-allocation/1"
 
 
-def _function_entry(a: Allocation, machine: Machine) -> dict[str, object]:
+def _function_entry(a: Allocation, machine: Machine, owner: str | None) -> dict[str, object]:
     f = a.function
-    owner = next((p.name for p in machine.partitions if any(x is f for x in p.functions)), None)
     entry: dict[str, object] = {
         "name": f.name,
         "bdf": f.full_bdf,
@@ -67,6 +67,12 @@ def _function_entry(a: Allocation, machine: Machine) -> dict[str, object]:
 
 
 def to_json(machine: Machine, alloc: AllocationResult) -> str:
+    return "".join(json_pieces(machine, alloc))
+
+
+def json_pieces(machine: Machine, alloc: AllocationResult) -> Iterator[str]:
+    """allocation.json in pieces of a few hundred functions, so a large report
+    is written without being one string in memory."""
     doc = {
         "schema": SCHEMA,
         "source": machine.source_name,
@@ -75,15 +81,20 @@ def to_json(machine: Machine, alloc: AllocationResult) -> str:
             {"name": c.name, "kind": c.kind, "address": c.address, "from_base": c.from_base}
             for c in machine.controllers
         ],
-        "functions": [_function_entry(a, machine) for a in alloc.order],
     }
     # One function per line: readable, diff-friendly, and written by json's C
     # encoder (an indented dump runs the pure-Python one: 5 s at 10k functions).
-    functions = doc.pop("functions")
-    assert isinstance(functions, list)
     head = json.dumps(doc, sort_keys=True, separators=(",", ": "))
-    lines = ",\n".join("  " + json.dumps(f, sort_keys=True, separators=(",", ":")) for f in functions)
-    return head[:-1] + ', "functions": [\n' + lines + ("\n" if lines else "") + "]}\n"
+    yield head[:-1] + ', "functions": ['
+    owners = {id(f): p.name for p in reversed(machine.partitions) for f in p.functions}
+    order = alloc.order
+    dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+    for i in range(0, len(order), 512):
+        lines = [
+            "\n  " + dumps(_function_entry(a, machine, owners.get(id(a.function)))) for a in order[i : i + 512]
+        ]
+        yield ",".join(lines) if i == 0 else "," + ",".join(lines)
+    yield "\n]}\n"
 
 
 def render_table(machine: Machine, alloc: AllocationResult) -> str:

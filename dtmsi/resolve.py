@@ -67,6 +67,14 @@ class _Item:
     vf_bars: list[m.Bar] | None = None
 
 
+@dataclass(slots=True)
+class _BusCursor:
+    """Depth-first bus numbering's state: the next free bus number."""
+
+    next_bus: int
+    exhausted: bool = False
+
+
 class Resolver:
     def __init__(self, program: ast.Program, sink: DiagnosticSink, source_name: str) -> None:
         self.p = program
@@ -465,60 +473,62 @@ class Resolver:
 
     def _number_buses(self, hb: m.HostBridge) -> None:
         """Depth-first, in devfn order, as firmware (and Linux) enumerate."""
-        next_bus = hb.bus_first + 1
-        exhausted = False
+        # A method, not a nested recursive function: that would be a reference
+        # cycle keeping the resolver and the whole program alive (compiles run
+        # with the cyclic GC off).
+        state = _BusCursor(hb.bus_first + 1)
+        hb.bus_used_last = self._number_bus(hb, hb.children, hb.bus_first, state)
 
-        def vf_buses(fns: list[m.Function], bus: int) -> int:
-            # Linux reserves the buses SR-IOV VFs will need right after the bus
-            # itself, before numbering bridges below it (pci_iov_bus_range).
-            top = bus
-            for f in fns:
-                sv = f.sriov
-                if sv is not None and sv.num_vfs > 0:
-                    last = f.devfn + sv.first_vf_offset + (sv.num_vfs - 1) * sv.vf_stride
-                    top = max(top, bus + (last >> 8))
-            return top - bus
+    @staticmethod
+    def _vf_buses(fns: list[m.Function], bus: int) -> int:
+        # Linux reserves the buses SR-IOV VFs will need right after the bus
+        # itself, before numbering bridges below it (pci_iov_bus_range).
+        top = bus
+        for f in fns:
+            sv = f.sriov
+            if sv is not None and sv.num_vfs > 0:
+                last = f.devfn + sv.first_vf_offset + (sv.num_vfs - 1) * sv.vf_stride
+                top = max(top, bus + (last >> 8))
+        return top - bus
 
-        def visit(fns: list[m.Function], bus: int) -> int:
-            nonlocal next_bus, exhausted
-            for f in fns:
-                f.bus = bus
-            next_bus += vf_buses(fns, bus)
-            highest = bus + vf_buses(fns, bus)
-            for f in fns:
-                if not f.is_bridge:
-                    continue
-                if f.pinned_bus is not None:
-                    want, span = f.pinned_bus
-                    if want < next_bus:
-                        self.error(
-                            C.BUS_PIN_CONFLICT,
-                            span,
-                            f"bus {want:#04x} is already used by enumeration (next free bus is {next_bus:#04x})",
-                            "pinned buses must follow every bus numbered before them depth-first",
-                        )
-                    else:
-                        next_bus = want
-                if next_bus > hb.bus_last:
-                    if not exhausted:
-                        self.error(
-                            C.BUS_EXHAUSTED,
-                            f.name_span,
-                            f"no bus number left for the bridge '{f.name}': '{hb.name}' has buses "
-                            f"{hb.bus_first:#04x}..{hb.bus_last:#04x}",
-                            "widen the host bridge's 'buses' range (and its ECAM size)",
-                        )
-                        exhausted = True
-                    f.secondary = f.subordinate = hb.bus_last
-                    continue
-                f.secondary = next_bus
-                next_bus += 1
-                sub = visit(f.children, f.secondary)
-                f.subordinate = max(sub, f.secondary)
-                highest = max(highest, f.subordinate)
-            return highest
-
-        hb.bus_used_last = visit(hb.children, hb.bus_first)
+    def _number_bus(self, hb: m.HostBridge, fns: list[m.Function], bus: int, state: _BusCursor) -> int:
+        for f in fns:
+            f.bus = bus
+        vf_buses = self._vf_buses(fns, bus)
+        state.next_bus += vf_buses
+        highest = bus + vf_buses
+        for f in fns:
+            if not f.is_bridge:
+                continue
+            if f.pinned_bus is not None:
+                want, span = f.pinned_bus
+                if want < state.next_bus:
+                    self.error(
+                        C.BUS_PIN_CONFLICT,
+                        span,
+                        f"bus {want:#04x} is already used by enumeration (next free bus is {state.next_bus:#04x})",
+                        "pinned buses must follow every bus numbered before them depth-first",
+                    )
+                else:
+                    state.next_bus = want
+            if state.next_bus > hb.bus_last:
+                if not state.exhausted:
+                    self.error(
+                        C.BUS_EXHAUSTED,
+                        f.name_span,
+                        f"no bus number left for the bridge '{f.name}': '{hb.name}' has buses "
+                        f"{hb.bus_first:#04x}..{hb.bus_last:#04x}",
+                        "widen the host bridge's 'buses' range (and its ECAM size)",
+                    )
+                    state.exhausted = True
+                f.secondary = f.subordinate = hb.bus_last
+                continue
+            f.secondary = state.next_bus
+            state.next_bus += 1
+            sub = self._number_bus(hb, f.children, f.secondary, state)
+            f.subordinate = max(sub, f.secondary)
+            highest = max(highest, f.subordinate)
+        return highest
 
     def _vfs(self, hb: m.HostBridge) -> None:
         for pf in hb.functions():

@@ -1,10 +1,11 @@
-"""Backends: the resolved model -> artifacts (bytes with file names). Pure."""
+"""Backends: the resolved model -> output files, written into :class:`Outputs`. Pure
+apart from that: nothing reaches its final name before the driver commits."""
 
 from __future__ import annotations
 
 from dtmsi import report
 from dtmsi.alloc import AllocationResult
-from dtmsi.artifacts import Artifact
+from dtmsi.artifacts import Outputs
 from dtmsi.backends import devicetree
 from dtmsi.devicetree.tree import Tree
 from dtmsi.diagnostics import DiagnosticSink
@@ -18,10 +19,13 @@ def render_all(
     base: Tree | None,
     options: CompileOptions,
     sink: DiagnosticSink,
-) -> list[Artifact]:
-    artifacts: list[Artifact] = []
-    artifacts.extend(devicetree.render(machine, allocation, base, sink))
-    artifacts.append(Artifact("allocation.json", report.to_json(machine, allocation).encode()))
+    outputs: Outputs,
+) -> None:
+    devicetree.render(machine, allocation, base, sink, outputs)
+    if sink.has_errors:
+        return
+    with outputs.open("allocation.json") as fh:
+        for piece in report.json_pieces(machine, allocation):
+            fh.write(piece.encode())
     if options.report:
-        artifacts.append(Artifact("allocation.txt", report.render_table(machine, allocation).encode()))
-    return sorted(artifacts, key=lambda a: a.name)
+        outputs.add("allocation.txt", report.render_table(machine, allocation).encode())

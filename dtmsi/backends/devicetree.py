@@ -6,11 +6,11 @@ import copy
 
 from dtmsi import codes as C
 from dtmsi.alloc import AllocationResult
-from dtmsi.artifacts import Artifact
+from dtmsi.artifacts import Outputs
 from dtmsi.ast import RawCells, RawNode, RawProperty
 from dtmsi.devicetree.build import Keep, TreeBuilder, attach_raw_nodes
-from dtmsi.devicetree.dtb import render_dtb
-from dtmsi.devicetree.dts import render_dts
+from dtmsi.devicetree.dtb import write_tree
+from dtmsi.devicetree.dts import DtsPrinter
 from dtmsi.devicetree.tree import DeviceTreeError, Tree, find_node_by_label, find_node_by_path, iter_nodes
 from dtmsi.diagnostics import DiagnosticSink
 from dtmsi.model import Machine
@@ -72,14 +72,11 @@ def build_tree(
 
 def _raw_properties(machine: Machine) -> list[RawProperty]:
     props: list[RawProperty] = []
-
-    def node(n: RawNode) -> None:
+    stack: list[RawNode] = list(reversed(machine.raw_nodes))
+    while stack:
+        n = stack.pop()
         props.extend(n.properties)
-        for c in n.children:
-            node(c)
-
-    for n in machine.raw_nodes:
-        node(n)
+        stack.extend(reversed(n.children))
     for c in machine.controllers:
         props.extend(c.properties)
     for hb in machine.host_bridges:
@@ -91,8 +88,11 @@ def _raw_properties(machine: Machine) -> list[RawProperty]:
 
 def check_raw_references(machine: Machine, tree: Tree, refs: dict[str, str], sink: DiagnosticSink) -> None:
     """Every name a raw property refers to (``= serial0``) is a label in the tree."""
+    props = [p for p in _raw_properties(machine) if any(isinstance(c, RawCells) for c in p.chunks)]
+    if not props:
+        return  # nothing to check: do not make the (deferred) PCI nodes for it
     labels = {label for _, n in iter_nodes(tree) for label in n.labels}
-    for p in _raw_properties(machine):
+    for p in props:
         for chunk in p.chunks:
             if not isinstance(chunk, RawCells):
                 continue
@@ -108,26 +108,27 @@ def check_raw_references(machine: Machine, tree: Tree, refs: dict[str, str], sin
                         )
 
 
-def render(machine: Machine, allocation: AllocationResult, base: Tree | None, sink: DiagnosticSink) -> list[Artifact]:
+def render(
+    machine: Machine, allocation: AllocationResult, base: Tree | None, sink: DiagnosticSink, outputs: Outputs
+) -> None:
     refs = base_refs(machine, base, sink)
     if sink.has_errors:
-        return []
+        return
     views: list[tuple[str, Keep | None]] = [("system", None)]
     for part in machine.partitions:
         owned = {id(f) for f in part.functions}
         views.append((part.name, lambda f, owned=owned: id(f) in owned))  # type: ignore[misc]
-    out: list[Artifact] = []
     for name, keep in views:
+        # The PCI nodes are deferred (made as the writer walks them), so the
+        # tree is never whole in memory: both files are written in one walk.
         tree = build_tree(machine, allocation, base, keep, refs, sink)
         if keep is None:  # the system tree holds every label a raw property may name
             check_raw_references(machine, tree, refs, sink)
             if sink.has_errors:
-                return []
+                return
         try:
-            dtb = render_dtb(tree)
+            with outputs.open(f"{name}.dtb") as dtb, outputs.open(f"{name}.dts") as dts:
+                printer = DtsPrinter(dts.write, lambda dts=dts: (dts.seek(0), dts.truncate()))  # type: ignore[misc]
+                write_tree(tree, dtb.write, printer, lambda dtb=dtb: (dtb.seek(0), dtb.truncate()))  # type: ignore[misc]
         except DeviceTreeError as e:
             sink.report(C.RAW_NODE, machine.platform.span or BUILTIN, f"{name} tree: {e}")
-            continue
-        out.append(Artifact(f"{name}.dts", render_dts(tree).encode("utf-8")))
-        out.append(Artifact(f"{name}.dtb", dtb))
-    return out

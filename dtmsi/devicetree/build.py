@@ -319,15 +319,16 @@ class TreeBuilder:
             rows.append((rid, ctrl, dev, 1))
         return rows
 
-    def slots_with_intx(self, fns: list[m.Function]) -> list[int]:
-        def uses(f: m.Function) -> bool:
-            if not self.visible(f):
-                return False
-            if f.intx_pin and self.keep(f):
-                return True
-            return f.is_bridge and any(uses(c) for c in f.children)
+    def uses_intx(self, f: m.Function) -> bool:
+        """Whether an INTx line of ``f`` or of a function below it is in the tree."""
+        if not self.visible(f):
+            return False
+        if f.intx_pin and self.keep(f):
+            return True
+        return f.is_bridge and any(self.uses_intx(c) for c in f.children)
 
-        return sorted({(0 if f.ari else f.device) for f in fns if uses(f)})
+    def slots_with_intx(self, fns: list[m.Function]) -> list[int]:
+        return sorted({(0 if f.ari else f.device) for f in fns if self.uses_intx(f)})
 
     def interrupt_map(self, node: Node, fns: list[m.Function], bridge: m.Function | None, hb: m.HostBridge) -> None:
         slots = self.slots_with_intx(fns)
@@ -361,6 +362,11 @@ class TreeBuilder:
         p.chunk_comments = tuple(notes)
 
     def bus_children(self, node: Node, fns: list[m.Function], hb: m.HostBridge) -> None:
+        # Deferred: the writers make each bus's nodes as they walk it and drop
+        # them once written (a 100k-function tree is ~4 KB a function).
+        node.deferred = lambda: self.bus_nodes(fns, hb)
+
+    def bus_nodes(self, fns: list[m.Function], hb: m.HostBridge) -> list[Node]:
         entries: list[m.Function] = []
         for f in fns:
             if self.visible(f):
@@ -369,8 +375,7 @@ class TreeBuilder:
                 # VFs beyond the PF's bus live on virtual buses with no node (W310).
                 entries.extend(vf for vf in f.sriov.vfs if self.keep(vf) and vf.bus == f.bus)
         entries.sort(key=lambda f: f.rid)
-        for f in entries:
-            node.add_child(self.function(f, hb))
+        return [self.function(f, hb) for f in entries]
 
     def function(self, f: m.Function, hb: m.HostBridge) -> Node:
         kept = self.keep(f)

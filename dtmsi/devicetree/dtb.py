@@ -40,6 +40,7 @@ import operator
 import struct
 from collections.abc import Callable
 
+from .dts import DtsPrinter
 from .tree import (
     LABEL_RE,
     NODE_NAME_RE,
@@ -56,7 +57,8 @@ from .tree import (
     Str,
     Tree,
     canonical_path,
-    iter_nodes,
+    child_nodes,
+    materialize_all,
 )
 
 FDT_MAGIC = 0xD00DFEED
@@ -125,12 +127,23 @@ class _Redo(Exception):
     """The single pass guessed wrong; write again with every phandle known."""
 
 
+class _Materialize(Exception):
+    """A streamed tree needs a node no longer (or not yet) in memory: a
+    reference to it from afar, or an error to describe. Make every deferred
+    node for good and write the tree again."""
+
+
+# How a plan names a node: by id() if it stays in memory, else (streamed
+# nodes are made afresh on every walk) by its place in the walk.
+_NodeKey = int | tuple[str, int]
+
+
 class _Plan:
     """Phandles decided before writing: explicit ones and counter-assigned ones."""
 
-    def __init__(self, explicit: dict[int, int], ref_order: list[int]) -> None:
+    def __init__(self, explicit: dict[_NodeKey, int], ref_order: list[_NodeKey]) -> None:
         self.assigned = dict(explicit)
-        self.auto: set[int] = set()
+        self.auto: set[_NodeKey] = set()
         used = set(explicit.values())
         counter = 1
         for nid in ref_order:
@@ -144,9 +157,17 @@ class _Plan:
 
 
 class _Writer:
-    def __init__(self, tree: Tree, plan: _Plan | None) -> None:
+    def __init__(self, tree: Tree, plan: _Plan | None, dts: DtsPrinter | None = None) -> None:
         self.tree = tree
         self.plan = plan
+        self.dts = dts
+        # Streaming (a tree with deferred children): nodes made during the walk
+        # are gone once written, so anything keyed by id(node) must forget
+        # them, or keep them alive (``pinned``) so their id is not reused.
+        self.skeleton: set[int] = set()
+        self.streaming = False
+        self.pinned: list[Node] = []
+        self.dead_labels: set[str] = set()
         self.errors: list[str] = []
         self.strings = _StringTable()
         # Names known valid and not special, for the fast path.
@@ -168,8 +189,20 @@ class _Writer:
         self.paths: dict[str, Node] | None = None
         self.path_of: dict[int, str] = {}
         # Phandles.
-        self.assigned: dict[int, int] = dict(plan.assigned) if plan else {}
-        self.auto: set[int] = set(plan.auto) if plan else set()
+        self.assigned: dict[int, int] = {}
+        self.auto: set[int] = set()
+        # Streamed nodes a plan gives a phandle: walk number -> (value, auto).
+        self.planned_walk: dict[int, tuple[int, bool]] = {}
+        if plan is not None:
+            for key, value in plan.assigned.items():
+                if isinstance(key, int):
+                    self.assigned[key] = value
+                    if key in plan.auto:
+                        self.auto.add(key)
+                else:
+                    self.planned_walk[key[1]] = (value, key in plan.auto)
+        # Walk numbers (pre-order) of the streamed nodes still in memory.
+        self.walk_number: dict[int, int] = {}
         self.used: set[int] = set(self.assigned.values())
         self.counter = 1
         self.explicit: dict[int, int] = {}
@@ -188,16 +221,26 @@ class _Writer:
 
     def describe(self, node: Node) -> str:
         self.ensure_paths()
-        return self.path_of.get(id(node), node.name or "/")
+        path = self.path_of.get(id(node))
+        if path is None and self.streaming:
+            raise _Materialize()
+        return path or node.name or "/"
 
     def ensure_paths(self) -> None:
+        """Paths of the nodes that stay in memory (all of them unless streaming)."""
         if self.paths is None:
             self.paths = {}
-            for path, node in iter_nodes(self.tree):
+            stack: list[tuple[str, Node]] = [("/", self.tree.root)]
+            while stack:
+                path, node = stack.pop()
                 self.paths.setdefault(path, node)
                 self.path_of[id(node)] = path
+                prefix = path if path == "/" else path + "/"
+                stack.extend((prefix + c.name, c) for c in reversed(node.children))
 
     def ensure_labels(self) -> None:
+        """Register the labels of the nodes that stay in memory; when streaming,
+        the walk registers those of the others as it makes them."""
         if self.labels_complete:
             return
         self.labels_complete = True
@@ -212,6 +255,8 @@ class _Writer:
         other = self.label_nodes.get(label)
         if other is node:
             return
+        if label in self.dead_labels:
+            raise _Materialize()  # a duplicate of a streamed node's label: describe both
         if other is not None:
             self.error(node, f"duplicate label '{label}' (also on {self.describe(other)})")
             return
@@ -255,6 +300,10 @@ class _Writer:
             if found is None and not self.labels_complete:
                 self.ensure_labels()
                 found = self.label_nodes.get(target)
+        if found is None and self.streaming:
+            # A node written and gone, one not made yet, or none at all: only
+            # the whole tree in memory can tell.
+            raise _Materialize()
         if found is None and node is not None:
             self.error(node, f'reference to non-existent node or label "{target}"')
         return found
@@ -413,8 +462,7 @@ class _Writer:
             elif isinstance(chunk, PathRef):
                 target = self.lookup(node, chunk.target)
                 if target is not None:
-                    self.ensure_paths()
-                    out.append(self.path_of[id(target)].encode("ascii") + b"\0")
+                    out.append(self.describe(target).encode("ascii") + b"\0")
             else:
                 self.error(node, f"property {prop.name}: not a value chunk: {chunk!r}")
         return b"".join(out), has_ref
@@ -506,19 +554,45 @@ class _Writer:
         last_part = self.last_part
 
         root = self.tree.root
+        dts = self.dts
+        streaming = self.streaming
+        skeleton = self.skeleton
+        walk_number = self.walk_number
+        planned_walk = self.planned_walk
+        walked = -1
         stack = [iter((root,))]
+        # The open nodes, root first: what ``stack`` iterates the children of.
+        open_nodes: list[Node] = []
         while stack:
             node = next(stack[-1], None)
             if node is None:
                 stack.pop()
                 append(end_node)
+                if open_nodes:
+                    closed = open_nodes.pop()
+                    if dts is not None:
+                        dts.close(len(open_nodes))
+                    if streaming and id(closed) not in skeleton:
+                        self.forget(closed)
                 continue
+            node_start = len(parts)
             if node is root:
                 append(_ROOT_BEGIN)
             else:
                 begin = node_begins.get(node.name)
                 append(begin if begin is not None else self.node_begin(node))
-            if node.labels and not self.labels_complete:
+            walked += 1
+            if streaming and id(node) not in skeleton:
+                walk_number[id(node)] = walked
+                if planned_walk and walked in planned_walk:
+                    phandle, is_auto = planned_walk[walked]
+                    self.assigned[id(node)] = phandle
+                    if is_auto:
+                        auto.add(id(node))
+            if dts is not None:
+                dts.open(node, len(open_nodes))
+            open_nodes.append(node)
+            if node.labels and (not self.labels_complete or (streaming and id(node) not in skeleton)):
                 for label in node.labels:
                     self.register_node_label(label, node)
             props = node.properties
@@ -579,12 +653,20 @@ class _Writer:
                             except pack_error:
                                 pass
                         slow_property(node, prop)
+            if len(parts) - node_start > 1:
+                # One piece per node, not per property: a million small bytes
+                # objects cost more than the 34 MB of a 100k-function blob.
+                parts[node_start:] = [b"".join(parts[node_start:])]
+                if self.last_new_string > node_start:
+                    self.last_new_string = node_start
+                if self.phandle_string_lo is not None and self.phandle_string_lo > node_start:
+                    self.phandle_string_lo = node_start
             nid = id(node)
             if pending_special or nid in auto:
                 close(node)
             else:
                 last_part[nid] = len(parts) - 1
-            children = node.children
+            children = node.children if node.deferred is None else child_nodes(node)
             if len(props) > 1 and len(set(map(_get_name, props))) != len(props):
                 self.check_duplicates(node, props, "property")
             if len(children) > 1 and len(set(map(_get_name, children))) != len(children):
@@ -593,19 +675,63 @@ class _Writer:
         parts.pop()  # the END_NODE for the (root,) iterator itself
         append(_pack_u32(FDT_END))
 
+    def forget(self, node: Node) -> None:
+        """A node made during the walk is written: drop what is keyed by its id,
+        unless it has a phandle (then keep it alive, so its id stays its own)."""
+        nid = id(node)
+        if nid in self.assigned or nid in self.has_phandle_prop or nid in self.explicit:
+            self.pinned.append(node)
+            return
+        self.last_part.pop(nid, None)
+        del self.walk_number[nid]
+        for label in node.labels:
+            if self.label_nodes.get(label) is node:
+                del self.label_nodes[label]
+                self.dead_labels.add(label)
+
+    def plan_key(self, nid: int) -> _NodeKey:
+        """How a plan for the next walk names the node with this id."""
+        if self.streaming and nid not in self.skeleton:
+            return ("walk", self.walk_number[nid])
+        return nid
+
+    def start(self) -> None:
+        """Note which nodes stay in memory, if the tree streams any."""
+        stack = [self.tree.root]
+        while stack:
+            node = stack.pop()
+            self.skeleton.add(id(node))
+            if node.deferred is not None:
+                self.streaming = True
+            stack.extend(node.children)
+        if not self.streaming:
+            self.skeleton.clear()
+
     def blob(self) -> bytes:
+        chunks: list[bytes] = []
+        self.write_blob(chunks.append)
+        return b"".join(chunks)
+
+    def write_blob(self, write: Callable[[bytes], object]) -> None:
+        """Walk the tree (printing the DTS on the way, if given a printer) and
+        write the blob in pieces."""
         tree = self.tree
+        self.start()
+        if self.dts is not None:
+            self.dts.begin(tree)
         self.write_struct()
         if self.errors:
             raise DeviceTreeError("\n".join(self.errors))
         if self.redo:
             raise _Redo()
+        if self.dts is not None:
+            self.dts.end(tree)
         rsv = b"".join(struct.pack(">QQ", r.address, r.size) for r in tree.reservations)
         rsv += b"\0" * 16
-        dt_struct = b"".join(self.parts)
+        struct_size = sum(map(len, self.parts))
         dt_strings = b"".join(self.strings.blobs)
         off_struct = _HEADER_SIZE + len(rsv)
-        off_strings = off_struct + len(dt_struct)
+        off_strings = off_struct + struct_size
         total = off_strings + len(dt_strings)
         boot_cpu = tree.boot_cpuid_phys or self.guess_boot_cpuid()
         header = struct.pack(
@@ -619,9 +745,13 @@ class _Writer:
             FDT_LAST_COMP_VERSION,
             boot_cpu,
             len(dt_strings),
-            len(dt_struct),
+            struct_size,
         )
-        return header + rsv + dt_struct + dt_strings
+        write(header + rsv)
+        parts = self.parts
+        for i in range(0, len(parts), 4096):
+            write(b"".join(parts[i : i + 4096]))
+        write(dt_strings)
 
     def guess_boot_cpuid(self) -> int:
         """livetree.c guess_boot_cpuid: ``reg`` of the first child of /cpus, if one cell.
@@ -653,9 +783,41 @@ def render_dtb(tree: Tree) -> bytes:
 
     Raises :class:`DeviceTreeError` for anything dtc would refuse.
     """
-    first = _Writer(tree, None)
+    chunks: list[bytes] = []
+    write_tree(tree, chunks.append, None, chunks.clear)
+    return b"".join(chunks)
+
+
+def write_tree(
+    tree: Tree,
+    write: Callable[[bytes], object],
+    dts: DtsPrinter | None = None,
+    restart: Callable[[], object] | None = None,
+) -> None:
+    """Write the tree's blob through ``write`` and, given a printer, its DTS,
+    in one walk: a tree with deferred children is made once, node by node,
+    and never whole. ``restart`` empties what ``write`` wrote (the blob is
+    written only at the end, but a DTS printer may have written a part).
+
+    Raises :class:`DeviceTreeError` for anything dtc would refuse.
+    """
+    first = _Writer(tree, None, dts)
     try:
-        return first.blob()
+        first.write_blob(write)
+        return
+    except _Materialize:
+        redo_with_plan = False
     except _Redo:
-        plan = _Plan(first.explicit, first.ref_order)
-        return _Writer(tree, plan).blob()
+        redo_with_plan = True
+    if dts is not None:
+        dts.restart()
+    if restart is not None:
+        restart()
+    if not redo_with_plan:
+        # Rare: a reference to a streamed node from afar, an explicit phandle
+        # met late, or an error. Keep the whole tree this time.
+        materialize_all(tree)
+        write_tree(tree, write, dts, restart)
+        return
+    plan = _Plan({first.plan_key(n): v for n, v in first.explicit.items()}, list(map(first.plan_key, first.ref_order)))
+    _Writer(tree, plan, dts).write_blob(write)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import cache
 
-from .tree import Bytes, Cell, Cells, Chunk, Node, PathRef, Property, Ref, Str, Tree
+from .tree import Bytes, Cell, Cells, Chunk, Node, PathRef, Property, Ref, Str, Tree, child_nodes
 
 # A property with several chunks is split one chunk per line past this width
 # (tabs counted as 8 columns).
@@ -153,7 +153,8 @@ def _property_lines(prop: Property, indent: str, depth: int, out: list[str]) -> 
         out.append(line + "\n")
 
 
-def _node_lines(node: Node, depth: int, out: list[str]) -> None:
+def _node_head(node: Node, depth: int, out: list[str]) -> None:
+    """The node's comment, its opening line and its properties (not its children)."""
     append = out.append
     indent = "\t" * depth
     comment = node.comment
@@ -203,26 +204,93 @@ def _node_lines(node: Node, depth: int, out: list[str]) -> None:
                 append(f"{inner}{name} = {cont.join(texts)};\n")
         else:
             append(f"{inner}{name};\n")
-    first = not node.properties
-    for child in node.children:
-        if not first:
-            append("\n")
-        first = False
-        _node_lines(child, depth + 1, out)
-    append(indent + "};\n")
+
+
+class DtsPrinter:
+    """Prints a tree node by node, in the order a walker meets them.
+
+    ``open`` a node when it is reached (pre-order) and ``close`` it after its
+    children; the text goes to ``write`` (UTF-8 bytes) a few thousand lines at a
+    time, so a large tree is never one string in memory. The device-tree
+    backend drives it from the DTB writer's walk, which makes every node once
+    for both outputs.
+    """
+
+    _FLUSH = 4096  # pieces (lines) buffered before a write
+
+    def __init__(self, write: Callable[[bytes], object], restart: Callable[[], object] | None = None) -> None:
+        self.write = write
+        self.restart_output = restart
+        self.out: list[str] = []
+        # Per depth: whether the next child needs a blank line before it.
+        self.blank: list[bool] = []
+
+    def restart(self) -> None:
+        """Forget everything printed (the walk starts over)."""
+        self.out.clear()
+        self.blank.clear()
+        if self.restart_output is not None:
+            self.restart_output()
+
+    def begin(self, tree: Tree) -> None:
+        out = self.out
+        out.append("/dts-v1/;\n")
+        if tree.header_comment is not None:
+            out.append("\n")
+            out.extend(_block_comment(tree.header_comment, ""))
+        if tree.reservations:
+            out.append("\n")
+            out.extend(f"/memreserve/ {r.address:#x} {r.size:#x};\n" for r in tree.reservations)
+        out.append("\n")
+
+    def open(self, node: Node, depth: int) -> None:
+        blank = self.blank
+        if depth:
+            # A blank line before each subnode, unless it comes first in a
+            # node without properties.
+            if blank[depth - 1]:
+                self.out.append("\n")
+            blank[depth - 1] = True
+        if len(blank) <= depth:
+            blank.append(bool(node.properties))
+        else:
+            blank[depth] = bool(node.properties)
+        _node_head(node, depth, self.out)
+
+    def close(self, depth: int) -> None:
+        out = self.out
+        out.append("\t" * depth + "};\n")
+        if len(out) > self._FLUSH:
+            self.flush()
+
+    def end(self, tree: Tree) -> None:
+        # The root's labels: "label: / {" is not valid input, an override is.
+        self.out.extend(f"\n{label}: &{{/}} {{\n}};\n" for label in tree.root.labels)
+        self.flush()
+
+    def flush(self) -> None:
+        if self.out:
+            self.write("".join(self.out).encode("utf-8"))
+            self.out.clear()
+
+
+def print_tree(tree: Tree, printer: DtsPrinter) -> None:
+    """Walk the whole tree into ``printer`` (the DTB writer does this itself
+    when it renders both formats in one walk)."""
+    printer.begin(tree)
+
+    def visit(node: Node, depth: int) -> None:
+        printer.open(node, depth)
+        for child in child_nodes(node):
+            visit(child, depth + 1)
+        printer.close(depth)
+
+    visit(tree.root, 0)
+    printer.end(tree)
 
 
 def render_dts(tree: Tree) -> str:
     """The tree as dtc-compatible source text, ending with a newline."""
-    out: list[str] = ["/dts-v1/;\n"]
-    if tree.header_comment is not None:
-        out.append("\n")
-        out.extend(_block_comment(tree.header_comment, ""))
-    if tree.reservations:
-        out.append("\n")
-        out.extend(f"/memreserve/ {r.address:#x} {r.size:#x};\n" for r in tree.reservations)
-    out.append("\n")
-    _node_lines(tree.root, 0, out)
-    # The root's labels: "label: / {" is not valid input, an override is.
-    out.extend(f"\n{label}: &{{/}} {{\n}};\n" for label in tree.root.labels)
-    return "".join(out)
+    chunks: list[bytes] = []
+    print_tree(tree, DtsPrinter(chunks.append))
+    return b"".join(chunks).decode("utf-8")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 
-from .tree import Node, Property, Tree
+from .tree import Node, Property, Tree, materialize
 
 
 def _merge_labels(old: list[str] | tuple[str, ...], new: list[str] | tuple[str, ...]) -> list[str]:
@@ -19,6 +19,8 @@ def _merge_labels(old: list[str] | tuple[str, ...], new: list[str] | tuple[str, 
 
 
 def _merge_node(old: Node, new: Node) -> None:
+    materialize(old)
+    materialize(new)
     old.labels = _merge_labels(old.labels, new.labels)
     if new.comment is not None:
         old.comment = new.comment

@@ -10,7 +10,7 @@ source and for the DTB writer to match ``dtc -I dts -O dtb`` byte for byte.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 
@@ -78,13 +78,20 @@ class Property:
 
 @dataclass(slots=True)
 class Node:
-    """A node. ``name`` includes the unit address (``pci@1,0``); root is ``""``."""
+    """A node. ``name`` includes the unit address (``pci@1,0``); root is ``""``.
+
+    ``deferred``, when set, makes more children after ``children``: it is
+    called each time the tree is walked and its nodes are not kept, so a
+    100k-function tree is never in memory at once. The writers walk such a
+    tree once; code that edits or searches it calls :func:`materialize`.
+    """
 
     name: str
     properties: list[Property] = field(default_factory=list)
     children: list[Node] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     comment: str | None = None
+    deferred: Callable[[], list[Node]] | None = None
 
     def prop(self, name: str) -> Property | None:
         for p in self.properties:
@@ -93,6 +100,9 @@ class Node:
         return None
 
     def child(self, name: str) -> Node | None:
+        """The child called ``name`` (materialising deferred children, so the
+        node returned is part of the tree and may be edited)."""
+        materialize(self)
         for c in self.children:
             if c.name == name:
                 return c
@@ -131,6 +141,38 @@ class Tree:
     header_comment: str | None = None
 
 
+def child_nodes(node: Node) -> list[Node]:
+    """All children of ``node``, deferred ones made afresh (and not kept)."""
+    if node.deferred is None:
+        return node.children
+    return node.children + node.deferred()
+
+
+def materialize(node: Node) -> None:
+    """Make ``node``'s deferred children ordinary ones, so they can be edited."""
+    if node.deferred is not None:
+        node.children.extend(node.deferred())
+        node.deferred = None
+
+
+def materialize_all(tree: Tree) -> None:
+    stack = [tree.root]
+    while stack:
+        node = stack.pop()
+        materialize(node)
+        stack.extend(node.children)
+
+
+def has_deferred(tree: Tree) -> bool:
+    stack = [tree.root]
+    while stack:
+        node = stack.pop()
+        if node.deferred is not None:
+            return True
+        stack.extend(node.children)
+    return False
+
+
 def cells(*values: Cell, bits: int = 32) -> Cells:
     return Cells(tuple(values), bits)
 
@@ -162,7 +204,7 @@ def iter_nodes(tree: Tree) -> Iterator[tuple[str, Node]]:
         path, node = stack.pop()
         yield path, node
         prefix = path if path == "/" else path + "/"
-        stack.extend((prefix + c.name, c) for c in reversed(node.children))
+        stack.extend((prefix + c.name, c) for c in reversed(child_nodes(node)))
 
 
 def find_node_by_label(tree: Tree, label: str) -> Node | None:
@@ -202,6 +244,7 @@ def find_node_by_path(tree: Tree, path: str) -> Node | None:
         return None
     node = tree.root
     for comp in canon.split("/")[1:] if canon != "/" else []:
+        materialize(node)
         for child in node.children:
             if child.name == comp:
                 node = child
