@@ -207,3 +207,25 @@ def test_script_and_python_m_agree(case: Path) -> None:
     assert a.stderr == b.stderr
     assert {p.name: p.read_bytes() for p in (case / "a").iterdir()} == \
         {p.name: p.read_bytes() for p in (case / "b").iterdir()}
+
+
+def test_fast_exit_flushes_everything_to_pipes(case: Path) -> None:
+    """The entry point ends with os._exit (skipping the interpreter's teardown
+    of a large model): stdout and stderr must still arrive whole, with the
+    right exit code."""
+    from dtmsi.driver import compile_file
+    from dtmsi.options import CompileOptions
+    from dtmsi.report import render_table
+
+    example = ROOT / "examples" / "switch-sriov" / "switch-sriov.msi"
+    result = compile_file(CompileOptions(input=example))
+    assert result.machine is not None and result.allocation is not None
+    table = render_table(result.machine, result.allocation)
+    for run in (python_m, dtmsi_script):
+        proc = run("compile", example, "-o", "out", "--report", cwd=case)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == table
+    proc = python_m("report", example, "--json", cwd=case)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["schema"] == "dtmsi-allocation/1"
+    proc = python_m("compile", "bad.msi", "-o", "out2", cwd=case)
+    assert proc.returncode == 1 and f"error[{ERROR_CODE}]" in proc.stderr and proc.stderr.endswith("\n")

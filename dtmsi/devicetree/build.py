@@ -75,6 +75,23 @@ class TreeBuilder:
         self.base_refs = base_refs or {}
         self.acells = machine.platform.address_cells
         self.scells = machine.platform.size_cells
+        # Properties many function nodes have alike (IDs, compatible), made
+        # once and shared: the writers encode and print each of them once.
+        self.shared: dict[tuple[object, ...], Property] = {}
+
+    def shared_u32(self, name: str, value: int) -> Property:
+        key = (name, value)
+        prop = self.shared.get(key)
+        if prop is None:
+            prop = self.shared[key] = Property(name, (Cells((value,)),), shared=True)
+        return prop
+
+    def shared_str(self, name: str, text: str) -> Property:
+        key = (name, text)
+        prop = self.shared.get(key)
+        if prop is None:
+            prop = self.shared[key] = Property(name, (Str(text),), shared=True)
+        return prop
 
     # ------------------------------------------------------------ helpers
 
@@ -385,16 +402,25 @@ class TreeBuilder:
             labels=[f.label],
             comment=f"{f.bdf} {f.name} ({what}) - {f.span.short()}",
         )
-        # IEEE 1275 PCI binding order: most specific first.
-        _add(
-            node,
-            "compatible",
-            Str(f"pci{_hex(f.vendor)},{_hex(f.device_id)}"),
-            Str(f"pciclass,{f.class_code:06x}"),
-            Str(f"pciclass,{f.class_code >> 8:04x}"),
-        )
+        props = node.properties
+        shared = self.shared
+        u32 = self.shared_u32
+        key = ("compatible", f.vendor, f.device_id, f.class_code)
+        compatible = shared.get(key)
+        if compatible is None:
+            # IEEE 1275 PCI binding order: most specific first.
+            compatible = shared[key] = Property(
+                "compatible",
+                (
+                    Str(f"pci{_hex(f.vendor)},{_hex(f.device_id)}"),
+                    Str(f"pciclass,{f.class_code:06x}"),
+                    Str(f"pciclass,{f.class_code >> 8:04x}"),
+                ),
+                shared=True,
+            )
+        props.append(compatible)
         if f.is_bridge:
-            _add(node, "device_type", Str("pci"))
+            props.append(self.shared_str("device_type", "pci"))
         regs: list[Chunk] = [Cells((f.phys_hi_config, 0, 0, 0, 0))]
         assigned: list[Chunk] = []
         if kept:
@@ -407,24 +433,24 @@ class TreeBuilder:
         _add(node, "reg", *regs)
         if assigned:
             _add(node, "assigned-addresses", *assigned)
-        _add(node, "vendor-id", Cells((f.vendor,)))
-        _add(node, "device-id", Cells((f.device_id,)))
-        _add(node, "revision-id", Cells((f.revision,)))
-        _add(node, "class-code", Cells((f.class_code,)))
+        props.append(u32("vendor-id", f.vendor))
+        props.append(u32("device-id", f.device_id))
+        props.append(u32("revision-id", f.revision))
+        props.append(u32("class-code", f.class_code))
         if f.subsystem is not None:
-            _add(node, "subsystem-vendor-id", Cells((f.subsystem[0],)))
-            _add(node, "subsystem-id", Cells((f.subsystem[1],)))
+            props.append(u32("subsystem-vendor-id", f.subsystem[0]))
+            props.append(u32("subsystem-id", f.subsystem[1]))
         if f.intx_pin and kept:
-            _add(node, "interrupts", Cells((f.intx_pin,)))
+            props.append(u32("interrupts", f.intx_pin))
         a = self.allocation.by_function.get(id(f)) if self.allocation and kept else None
         if a is not None and hb.kind == "papr":
             if a.req_msi is not None:
-                _add(node, "ibm,req#msi", Cells((a.req_msi,)))
+                props.append(u32("ibm,req#msi", a.req_msi))
             if a.req_msix is not None:
-                _add(node, "ibm,req#msi-x", Cells((a.req_msix,)))
+                props.append(u32("ibm,req#msi-x", a.req_msix))
         if f.is_bridge:
-            _add(node, "#address-cells", Cells((3,)))
-            _add(node, "#size-cells", Cells((2,)))
+            props.append(u32("#address-cells", 3))
+            props.append(u32("#size-cells", 2))
             _add(node, "ranges")
             _add(node, "bus-range", Cells((f.secondary, f.subordinate)))
             pe_total = next((pe.total_msi for pe in self.m.pes if pe.anchor is f), None)

@@ -167,6 +167,8 @@ class _Writer:
         self.skeleton: set[int] = set()
         self.streaming = False
         self.pinned: list[Node] = []
+        # Shared properties packed once: id(property) -> bytes.
+        self.shared_packed: dict[int, bytes] = {}
         self.dead_labels: set[str] = set()
         self.errors: list[str] = []
         self.strings = _StringTable()
@@ -519,6 +521,23 @@ class _Writer:
         n = len(data)
         self.parts.append(_pack_prop_header(FDT_PROP, n, off) + data + _PAD[n & 3])
 
+    def pack_shared(self, node: Node, prop: Property) -> bytes:
+        """A shared property (one object in many nodes, alive all the walk),
+        packed once. Its name is stored at its first use, as dtc would."""
+        name = prop.name
+        assert not prop.labels and name not in _PHANDLE_NAMES, "a shared property must be plain"
+        off = self.name_offsets.get(name)
+        if off is None:
+            if not PROPERTY_NAME_RE.match(name):
+                self.error(node, f"bad property name '{name}'")
+            off = self.name_offsets[name] = self.name_offset(name)
+        data, has_ref = self.encode(node, prop)
+        n = len(data)
+        packed = _pack_prop_header(FDT_PROP, n, off) + data + _PAD[n & 3]
+        if not has_ref and not self.errors:
+            self.shared_packed[id(prop)] = packed
+        return packed
+
     def node_begin(self, node: Node) -> bytes:
         name = node.name
         if not name or not NODE_NAME_RE.match(name):
@@ -559,6 +578,7 @@ class _Writer:
         skeleton = self.skeleton
         walk_number = self.walk_number
         planned_walk = self.planned_walk
+        shared_packed = self.shared_packed
         walked = -1
         stack = [iter((root,))]
         # The open nodes, root first: what ``stack`` iterates the children of.
@@ -597,6 +617,10 @@ class _Writer:
                     self.register_node_label(label, node)
             props = node.properties
             for prop in props:
+                if prop.shared:
+                    packed = shared_packed.get(id(prop))
+                    append(packed if packed is not None else self.pack_shared(node, prop))
+                    continue
                 off = name_offsets.get(prop.name)
                 if off is None or prop.labels:
                     slow_property(node, prop)

@@ -153,8 +153,12 @@ def _property_lines(prop: Property, indent: str, depth: int, out: list[str]) -> 
         out.append(line + "\n")
 
 
-def _node_head(node: Node, depth: int, out: list[str]) -> None:
-    """The node's comment, its opening line and its properties (not its children)."""
+def _node_head(node: Node, depth: int, out: list[str], shared_lines: dict[tuple[int, int], str] | None = None) -> None:
+    """The node's comment, its opening line and its properties (not its children).
+
+    ``shared_lines`` caches the text of shared properties (``Property.shared``)
+    by identity and depth: a large tree prints each of them once.
+    """
     append = out.append
     indent = "\t" * depth
     comment = node.comment
@@ -171,39 +175,49 @@ def _node_head(node: Node, depth: int, out: list[str]) -> None:
     else:
         append(head + "\n")
     inner = indent + "\t"
-    # Room left on a line once the indentation (tabs of 8 columns) is taken.
-    room = _LONG_LINE - 8 * (depth + 1)
-    small_get = _small_numbers().get
     for prop in node.properties:
-        chunks = prop.chunks
-        # Fast paths for the bulk of a large tree: no comment, no label.
-        if prop.comment is not None or prop.labels or prop.chunk_comments:
-            _property_lines(prop, inner, depth + 1, out)
-            continue
-        name = prop.name
-        if len(chunks) == 1:
-            chunk = chunks[0]
-            if type(chunk) is Cells and chunk.bits == 32:
-                append(f"{inner}{name} = <{_cells_body(chunk.values, small_get)}>;\n")
-            elif type(chunk) is Str:
-                append(f"{inner}{name} = {_string_text(chunk.text)};\n")
-            else:
-                append(f"{inner}{name} = {_chunk_text(chunk, small_get)};\n")
-        elif chunks:
-            texts = [
-                f"<{_cells_body(c.values, small_get)}>"
-                if type(c) is Cells and c.bits == 32
-                else _chunk_text(c, small_get)
-                for c in chunks
-            ]
-            body = ", ".join(texts)
-            if len(name) + len(body) + 4 <= room:
-                append(f"{inner}{name} = {body};\n")
-            else:  # one chunk per line, aligned under the first
-                cont = ",\n" + inner + " " * (len(name) + 3)
-                append(f"{inner}{name} = {cont.join(texts)};\n")
+        if prop.shared and shared_lines is not None:
+            key = (id(prop), depth)
+            text = shared_lines.get(key)
+            if text is None:
+                lines: list[str] = []
+                _property_text(prop, inner, depth, lines)
+                text = shared_lines[key] = "".join(lines)
+            append(text)
         else:
-            append(f"{inner}{name};\n")
+            _property_text(prop, inner, depth, out)
+
+
+def _property_text(prop: Property, inner: str, depth: int, out: list[str]) -> None:
+    chunks = prop.chunks
+    # Fast paths for the bulk of a large tree: no comment, no label.
+    if prop.comment is not None or prop.labels or prop.chunk_comments:
+        _property_lines(prop, inner, depth + 1, out)
+        return
+    small_get = _small_numbers().get
+    name = prop.name
+    if len(chunks) == 1:
+        chunk = chunks[0]
+        if type(chunk) is Cells and chunk.bits == 32:
+            out.append(f"{inner}{name} = <{_cells_body(chunk.values, small_get)}>;\n")
+        elif type(chunk) is Str:
+            out.append(f"{inner}{name} = {_string_text(chunk.text)};\n")
+        else:
+            out.append(f"{inner}{name} = {_chunk_text(chunk, small_get)};\n")
+    elif chunks:
+        texts = [
+            f"<{_cells_body(c.values, small_get)}>" if type(c) is Cells and c.bits == 32 else _chunk_text(c, small_get)
+            for c in chunks
+        ]
+        body = ", ".join(texts)
+        # Room left on a line once the indentation (tabs of 8 columns) is taken.
+        if len(name) + len(body) + 4 <= _LONG_LINE - 8 * (depth + 1):
+            out.append(f"{inner}{name} = {body};\n")
+        else:  # one chunk per line, aligned under the first
+            cont = ",\n" + inner + " " * (len(name) + 3)
+            out.append(f"{inner}{name} = {cont.join(texts)};\n")
+    else:
+        out.append(f"{inner}{name};\n")
 
 
 class DtsPrinter:
@@ -224,6 +238,7 @@ class DtsPrinter:
         self.out: list[str] = []
         # Per depth: whether the next child needs a blank line before it.
         self.blank: list[bool] = []
+        self.shared_lines: dict[tuple[int, int], str] = {}
 
     def restart(self) -> None:
         """Forget everything printed (the walk starts over)."""
@@ -255,7 +270,7 @@ class DtsPrinter:
             blank.append(bool(node.properties))
         else:
             blank[depth] = bool(node.properties)
-        _node_head(node, depth, self.out)
+        _node_head(node, depth, self.out, self.shared_lines)
 
     def close(self, depth: int) -> None:
         out = self.out

@@ -74,6 +74,10 @@ class Property:
     # own line when the property spans several lines (e.g. ranges rows).
     chunk_comments: tuple[str | None, ...] = ()
     labels: tuple[str, ...] = ()
+    # Set by a builder that puts this one object in many nodes and keeps it
+    # alive while the tree is written: the writers may then encode it once
+    # (keyed by id). Never edit a shared property; replace it.
+    shared: bool = False
 
 
 @dataclass(slots=True)
