@@ -55,3 +55,16 @@ def test_pci_nodes_are_streamed_not_kept(example: Path, tmp_path: Path, monkeypa
     result = compile_file(CompileOptions(input=example, output_dir=tmp_path / "out"))
     assert result.ok
     assert fallbacks == []
+
+
+@pytest.mark.parametrize("example", [p for p in EXAMPLES if p.stem == p.parent.name], ids=lambda p: p.stem)
+def test_spilling_the_blob_changes_no_byte(example: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large tree's finished structure goes to a temporary file every 2048
+    nodes; spilling after every node gives the same files."""
+    from dtmsi.devicetree import dtb
+
+    normal = compile_file(CompileOptions(input=example, output_dir=tmp_path / "a"))
+    monkeypatch.setattr(dtb, "_SPILL_PARTS", 1)
+    spilled = compile_file(CompileOptions(input=example, output_dir=tmp_path / "b"))
+    assert normal.ok and spilled.ok
+    assert {a.name: a.data for a in spilled.artifacts} == {a.name: a.data for a in normal.artifacts}

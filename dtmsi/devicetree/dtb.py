@@ -36,9 +36,12 @@ value out, the tree is written once more with every phandle known up front.
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import struct
+import tempfile
 from collections.abc import Callable
+from typing import BinaryIO
 
 from .dts import DtsPrinter
 from .tree import (
@@ -70,6 +73,8 @@ FDT_END = 9
 FDT_VERSION = 17
 FDT_LAST_COMP_VERSION = 16
 _HEADER_SIZE = 40  # 10 x u32; dtc puts the reservation map right after it.
+# Streaming: spill final structure to disk once this many node pieces wait.
+_SPILL_PARTS = 2048
 
 _PHANDLE_NAMES = ("phandle", "linux,phandle")
 _UNRESOLVED = 0xFFFFFFFF
@@ -167,6 +172,12 @@ class _Writer:
         self.skeleton: set[int] = set()
         self.streaming = False
         self.pinned: list[Node] = []
+        # Streaming: structure already final goes to a temporary file; part
+        # index of its (empty) stand-in -> (offset, size) there.
+        self.spill_from = 0
+        self.spill_file: BinaryIO | None = None
+        self.cleanup = contextlib.ExitStack()
+        self.spilled: dict[int, tuple[int, int]] = {}
         # Shared properties packed once: id(property) -> bytes.
         self.shared_packed: dict[int, bytes] = {}
         self.dead_labels: set[str] = set()
@@ -594,6 +605,12 @@ class _Writer:
                         dts.close(len(open_nodes))
                     if streaming and id(closed) not in skeleton:
                         self.forget(closed)
+                        if (
+                            open_nodes
+                            and id(open_nodes[-1]) in skeleton
+                            and len(parts) - self.spill_from >= _SPILL_PARTS
+                        ):
+                            self.spill()
                 continue
             node_start = len(parts)
             if node is root:
@@ -690,6 +707,8 @@ class _Writer:
                 close(node)
             else:
                 last_part[nid] = len(parts) - 1
+            if streaming and nid in skeleton:
+                self.spill_from = len(parts)  # this node's part may still be patched
             children = node.children if node.deferred is None else child_nodes(node)
             if len(props) > 1 and len(set(map(_get_name, props))) != len(props):
                 self.check_duplicates(node, props, "property")
@@ -736,9 +755,54 @@ class _Writer:
         self.write_blob(chunks.append)
         return b"".join(chunks)
 
+    def spill(self) -> None:
+        """Move the structure written since the last node that stays in memory
+        to the spill file: streamed nodes, once closed, are never patched again
+        (a late reference to one makes the whole tree, see _Materialize)."""
+        start = self.spill_from
+        data = b"".join(self.parts[start:])
+        if self.spill_file is None:
+            self.spill_file = self.cleanup.enter_context(tempfile.TemporaryFile())  # noqa: SIM115 (closed by the stack)
+        self.spilled[start] = (self.spill_file.tell(), len(data))
+        self.spill_file.write(data)
+        self.parts[start:] = [b""]
+        if self.last_new_string > start:
+            self.last_new_string = start
+        if self.phandle_string_lo is not None and self.phandle_string_lo > start:
+            self.phandle_string_lo = start
+        self.spill_from = len(self.parts)
+
+    def write_parts(self, write: Callable[[bytes], object]) -> None:
+        parts, spilled, spill_file = self.parts, self.spilled, self.spill_file
+        batch: list[bytes] = []
+        for index, part in enumerate(parts):
+            segment = spilled.get(index)
+            if segment is None:
+                batch.append(part)
+                if len(batch) >= 4096:
+                    write(b"".join(batch))
+                    batch.clear()
+                continue
+            if batch:
+                write(b"".join(batch))
+                batch.clear()
+            assert spill_file is not None
+            offset, left = segment
+            spill_file.seek(offset)
+            while left:
+                chunk = spill_file.read(min(left, 1 << 20))
+                write(chunk)
+                left -= len(chunk)
+        if batch:
+            write(b"".join(batch))
+
     def write_blob(self, write: Callable[[bytes], object]) -> None:
         """Walk the tree (printing the DTS on the way, if given a printer) and
         write the blob in pieces."""
+        with self.cleanup:
+            self.write_blob_once(write)
+
+    def write_blob_once(self, write: Callable[[bytes], object]) -> None:
         tree = self.tree
         self.start()
         if self.dts is not None:
@@ -752,7 +816,7 @@ class _Writer:
             self.dts.end(tree)
         rsv = b"".join(struct.pack(">QQ", r.address, r.size) for r in tree.reservations)
         rsv += b"\0" * 16
-        struct_size = sum(map(len, self.parts))
+        struct_size = sum(map(len, self.parts)) + sum(size for _, size in self.spilled.values())
         dt_strings = b"".join(self.strings.blobs)
         off_struct = _HEADER_SIZE + len(rsv)
         off_strings = off_struct + struct_size
@@ -772,9 +836,7 @@ class _Writer:
             struct_size,
         )
         write(header + rsv)
-        parts = self.parts
-        for i in range(0, len(parts), 4096):
-            write(b"".join(parts[i : i + 4096]))
+        self.write_parts(write)
         write(dt_strings)
 
     def guess_boot_cpuid(self) -> int:

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dtmsi.devicetree import dtb as dtb_module
 from dtmsi.devicetree.dtb import render_dtb, write_tree
 from dtmsi.devicetree.dts import DtsPrinter, render_dts
 from dtmsi.devicetree.tree import (
@@ -151,7 +152,10 @@ def test_streamed_trees_give_the_same_files_and_errors(tree: Tree, rnd: object) 
         stack.extend(node.children)
         if node.children and rnd.random() < 0.5:
             _defer(node, calls)
-    assert _outcome(lambda: _stream(streamed)) == whole
+    # Spill whatever can be spilled (a real tree spills every 2048 nodes).
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(dtb_module, "_SPILL_PARTS", rnd.choice([1, 2, 5]))
+        assert _outcome(lambda: _stream(streamed)) == whole
 
 
 def _pci_like(n_buses: int, per_bus: int) -> tuple[Tree, list[str]]:
@@ -214,8 +218,6 @@ def test_a_second_walk_for_phandles_streams_too(dtc: DtcRun, monkeypatch: pytest
     (a streamed bridge first referred to by its children, after new property
     names), the second walk names streamed nodes by their place in the walk
     and streams again, instead of making the whole tree."""
-    from dtmsi.devicetree import dtb as dtb_module
-
     def no_fallback(tree: Tree) -> None:
         raise AssertionError("the tree was made whole")
 
