@@ -1,8 +1,9 @@
-"""The only code that writes files: atomically, and only when the bytes changed.
+"""The only code that writes output files: atomically, and only when the bytes changed.
 
 Build systems compare timestamps; rewriting an unchanged output would make
 every dependent rebuild. Each file goes to a temporary name in the same
-directory and is renamed over the old one, so a reader never sees half a file.
+directory while it is made, and is renamed over the old one once every
+output is complete, so a reader never sees half a file or a half-updated set.
 """
 
 from __future__ import annotations

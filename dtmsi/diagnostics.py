@@ -46,6 +46,7 @@ class DiagnosticSink:
     # Warnings promoted to errors (--werror) or silenced (-W no-CODE).
     werror: bool = False
     silenced: frozenset[str] = frozenset()
+    _said: set[tuple[str, str, int, int, str]] = field(default_factory=set, repr=False)
 
     def report(
         self,
@@ -58,6 +59,12 @@ class DiagnosticSink:
     ) -> None:
         if code.id in self.silenced and not code.is_error:
             return
+        # A template used many times (or a repeat body) would say the same
+        # thing at the same place once per use: say it once.
+        key = (code.id, span.file.name, span.start, span.end, message)
+        if key in self._said:
+            return
+        self._said.add(key)
         self.items.append(Diagnostic(code, message, span, notes, hint))
 
     @property

