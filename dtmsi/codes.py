@@ -66,6 +66,7 @@ ECAM_SIZE = _code("E309", "ECAM region too small for the bus range")
 VF_BUS = _code("W310", "SR-IOV virtual functions spill onto another bus")
 VF_RID_RANGE = _code("E311", "SR-IOV virtual function routing ID beyond the bus range")
 HOST_BRIDGE_OVERLAP = _code("E312", "host bridge bus ranges or config regions overlap")
+PORT_DEVICE_NONZERO = _code("W313", "function at a device number other than 0 below a PCIe port, without ARI")
 
 # 4xx: BARs and windows
 BAR_INDEX = _code("E401", "BAR index invalid")

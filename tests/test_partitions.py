@@ -402,10 +402,12 @@ def _endpoint_lines(e: Ep, pad: str) -> list[str]:
 
 
 def _sriov_lines(pf: SriovPf | None, devfn: str) -> list[str]:
-    """An SR-IOV NIC at devfn; its VFs follow at routing-ID offset 8, stride 1."""
+    """An SR-IOV NIC at devfn; its VFs follow at routing-ID offset 8, stride 1
+    (so at device 1: below a switch port that needs ARI, W313)."""
     if pf is None:
         return []
     return [f"    endpoint {pf.name} @ {devfn} {{",
+            *(["        ari;"] if pf.behind_switch else []),
             "        id 15b3:101b class 0x020000;",
             "        bar 0 mem32 16K;",
             "        msix 4 table bar 0 + 0x0 pba bar 0 + 0x2000;",

@@ -27,7 +27,7 @@ def _diagnostics(tmp_path: Path, text: str) -> list[tuple[str, int, str, list[tu
     src.write_text(text)
     result = compile_file(CompileOptions(input=src))
     return [
-        (d.code.id, d.span.line, d.message, [(n.message, n.span.line) for n in d.notes])
+        (d.code.id, d.span.line, d.message, [(n.message, n.span.line if n.span else 0) for n in d.notes])
         for d in result.sink
     ]
 

@@ -19,6 +19,7 @@ Check = Callable[[Machine, Report], None]
 
 ALL: tuple[Check, ...] = (
     topology.device_function_numbers,
+    topology.device_zero_below_pcie_ports,
     topology.unique_bdf,
     topology.function_zero_present,
     topology.ecam_covers_buses,

@@ -41,6 +41,43 @@ def device_function_numbers(machine: Machine, report: Report) -> None:
             )
 
 
+_PCIE_PORTS = ("root-port", "downstream")
+
+
+def device_zero_below_pcie_ports(machine: Machine, report: Report) -> None:
+    """Below a root port or switch downstream port only device 0 exists, unless
+    the port forwards ARI (the device below has ARI, then all 8 bits are function).
+
+    PCIe Base spec sec. 7.3.1 (a port's secondary bus has device 0 only) and
+    6.13 (ARI Forwarding); Linux only_one_child() scans device 0 alone there,
+    and a VF's routing ID at device != 0 is unreachable without ARI.
+    """
+    for hb in machine.host_bridges:
+        for f in hb.functions():
+            port = f.parent if f.parent is not None and f.parent.kind in _PCIE_PORTS else None
+            if port is None or f.ari:
+                continue
+            if f.device != 0:
+                report(
+                    C.PORT_DEVICE_NONZERO,
+                    f.devfn_span,
+                    f"'{f.name}' is at device {f.device:#x} below the PCIe port '{port.name}': only device 0 "
+                    "is reachable there, and Linux scans nothing else",
+                    hint="put it at device 0 (a multi-function device uses 00.0-00.7)",
+                )
+            if f.sriov is None:
+                continue
+            far = [vf for vf in f.sriov.vfs if vf.bus == f.bus and (vf.devfn >> 3) != 0]
+            if far:
+                report(
+                    C.PORT_DEVICE_NONZERO,
+                    f.sriov.span,
+                    f"{len(far)} VF(s) of '{f.name}' (from {far[0].bdf}) sit at device numbers other than 0 "
+                    f"below the PCIe port '{port.name}': reachable only with ARI",
+                    hint=f"declare '{f.name}' 'ari;', or lower the VF offset, stride or count",
+                )
+
+
 def unique_bdf(machine: Machine, report: Report) -> None:
     """No two functions (VFs included) share a bus/device/function in one domain.
 
