@@ -67,6 +67,16 @@ class DiagnosticSink:
         self._said.add(key)
         self.items.append(Diagnostic(code, message, span, notes, hint))
 
+    def mark(self) -> int:
+        """A point to :meth:`rollback` to."""
+        return len(self.items)
+
+    def rollback(self, mark: int) -> None:
+        """Forget everything reported since ``mark`` (a phase that starts over)."""
+        for d in self.items[mark:]:
+            self._said.discard((d.code.id, d.span.file.name, d.span.start, d.span.end, d.message))
+        del self.items[mark:]
+
     @property
     def error_count(self) -> int:
         return sum(1 for d in self.items if d.code.is_error or self.werror)

@@ -21,7 +21,7 @@ from dtmsi import codes as C
 from dtmsi import syntax as s
 from dtmsi.codes import Code
 from dtmsi.diagnostics import DiagnosticSink, Note
-from dtmsi.parser import ParseError, parse
+from dtmsi.parser import ParseError, parse, parse_statements
 from dtmsi.source import SourceFile, Span
 
 # The ``use`` statements being expanded, outermost first: an error inside a
@@ -40,6 +40,10 @@ class _Bad(Exception):
     ) -> None:
         self.code, self.span, self.message, self.hint, self.notes = code, span, message, hint, notes
         self.uses = tuple(_USE_SITES)
+
+
+class _Restart(Exception):
+    """Lowering while parsing met something only the whole file can answer."""
 
 
 def _fail(code: Code, span: Span, message: str, hint: str | None = None) -> NoReturn:
@@ -407,22 +411,71 @@ class Lowerer:
         self._using: list[str] = []
         self._templated: set[tuple[int, int, int]] = set()
         self._top_dir = Path(".")
+        self.streaming = False
 
     # ------------------------------------------------------------ entry
 
     def lower_file(self, path: Path, display: str, text: str | None = None) -> ast.Program:
+        """Lower the file statement by statement as it is parsed, so a large
+        file's syntax tree (~2 KB a function) never exists whole. What only
+        the whole file can answer (a template used before its definition, a
+        syntax error, a problem with an include) starts over the other way:
+        parse everything, collect every template, then lower."""
+        mark = self.sink.mark()
+        try:
+            return self._lower_streaming(path, display, text)
+        except _Restart:
+            self.sink.rollback(mark)
+        return Lowerer(self.sink, self.read_file)._lower_whole(path, display, text)
+
+    def _lower_whole(self, path: Path, display: str, text: str | None) -> ast.Program:
+        self.streaming = False
         self._top_dir = path.parent
         stmts = self._load(path, display, text, None)
         if stmts is not None:
             self._collect_templates(stmts)
-            # Lower one top-level statement at a time and let go of its syntax:
-            # a large file's syntax tree (~2 KB a function) is never alive
-            # beside all of the declarations made from it.
-            stmts.reverse()
-            while stmts:
-                for stmt, env in self._expand((stmts.pop(),), self.globals):
-                    self._guard(self._top, stmt, env)
+            self._lower_statements(stmts)
         return self.program
+
+    def _lower_streaming(self, path: Path, display: str, text: str | None) -> ast.Program:
+        self.streaming = True
+        self._top_dir = path.parent
+        if text is None:
+            try:
+                text = self.read_file(path)
+            except (OSError, UnicodeDecodeError):
+                raise _Restart() from None  # the whole-file path words the error
+        key = path.resolve()
+        self._included.add(key)
+        self.program.files.append(display)
+        file = SourceFile(display, text, path.name)
+        self._stack.append(key)
+        try:
+            for st in parse_statements(file):
+                if st.word == "include":
+                    mark = self.sink.mark()
+                    sub = self._include(st, path, display)
+                    if self.sink.mark() != mark:
+                        raise _Restart()
+                    if sub:
+                        self._collect_templates(sub)
+                        self._lower_statements(sub)
+                elif st.word == "template":
+                    self._collect_templates([st])
+                else:
+                    self._lower_statements([st])
+        except ParseError:
+            raise _Restart() from None
+        self._stack.pop()
+        return self.program
+
+    def _lower_statements(self, stmts: list[s.Stmt]) -> None:
+        """Lower top-level statements in order, letting go of each one's syntax
+        once lowered."""
+        stmts.reverse()
+        while stmts:
+            for stmt, env in self._expand((stmts.pop(),), self.globals):
+                self._guard(self._top, stmt, env)
 
     def _load(self, path: Path, display: str, text: str | None, include_span: Span | None) -> list[s.Stmt] | None:
         key = path.resolve()
@@ -460,24 +513,28 @@ class Lowerer:
         self._stack.append(key)
         for st in stmts:
             if st.word == "include":
-                try:
-                    a = Args(st, self.globals)
-                    name, span = a.string("a file name")
-                    a.end()
-                    if st.body is not None:
-                        _fail(C.SYNTAX, st.span, "'include' takes no block")
-                except _Bad as b:
-                    self._report(b)
-                    continue
-                sub_path = path.parent / name
-                sub_display = str(Path(display).parent / name) if display else name
-                sub = self._load(sub_path, sub_display, None, span)
+                sub = self._include(st, path, display)
                 if sub:
                     out.extend(sub)
             else:
                 out.append(st)
         self._stack.pop()
         return out
+
+    def _include(self, st: s.Stmt, path: Path, display: str) -> list[s.Stmt] | None:
+        """The statements of ``include "file";`` (its own includes expanded)."""
+        try:
+            a = Args(st, self.globals)
+            name, span = a.string("a file name")
+            a.end()
+            if st.body is not None:
+                _fail(C.SYNTAX, st.span, "'include' takes no block")
+        except _Bad as b:
+            self._report(b)
+            return None
+        sub_path = path.parent / name
+        sub_display = str(Path(display).parent / name) if display else name
+        return self._load(sub_path, sub_display, None, span)
 
     def _report(self, b: _Bad) -> None:
         uses = tuple(Note(f"in template '{name}', used here", span) for name, span in reversed(b.uses))
@@ -594,6 +651,8 @@ class Lowerer:
         name, span = a.name("a template name")
         t = self.templates.get(name)
         if t is None:
+            if self.streaming:
+                raise _Restart()  # it may be defined further down
             _fail(C.UNKNOWN_NAME, span, f"unknown template '{name}'", did_you_mean(name, self.templates))
         if name in self._using:
             _fail(C.TEMPLATE_RECURSION, span, f"template '{name}' uses itself")

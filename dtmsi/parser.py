@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from dtmsi import syntax as s
@@ -168,19 +169,19 @@ class _FastParser:
     def span(self, start: int, end: int) -> Span:
         return Span(self.file, start, end)
 
-    def parse(self) -> list[s.Stmt]:
-        out: list[s.Stmt] = []
+    def statements(self) -> Iterator[s.Stmt]:
         pos, n = 0, len(self.file.text)
         while True:
             self.toks, pos = _tokenize(self.file, pos)
             self.i = 0
             if self.toks[0][0] == "$END" and pos >= n:
-                return out
+                return
             if self.toks[0][0] != "WORD":
                 raise _Syntax(self.toks[0][2])
-            out.append(self.stmt())
+            stmt = self.stmt()
             if self.toks[self.i][0] != "$END":
                 raise _Syntax(self.toks[self.i][2])
+            yield stmt
 
     def stmts(self) -> list[s.Stmt]:
         out: list[s.Stmt] = []
@@ -443,8 +444,17 @@ def _expected(names: set[str]) -> str:
 
 def parse(file: SourceFile) -> list[s.Stmt]:
     """Parse one file; raises ParseError on the first syntax error."""
+    return list(parse_statements(file))
+
+
+def parse_statements(file: SourceFile) -> Iterator[s.Stmt]:
+    """The file's top-level statements, each parsed when asked for, so that a
+    caller can be done with one before the next exists. Raises ParseError at
+    the first syntax error (after yielding the statements before it)."""
+    fast = _FastParser(file)
     try:
-        return _FastParser(file).parse()
+        yield from fast.statements()
+        return
     except (_Syntax, RecursionError) as fast_error:
         pos = fast_error.pos if isinstance(fast_error, _Syntax) else 0
     _explain_with_lark(file)
