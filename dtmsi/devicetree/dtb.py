@@ -900,8 +900,9 @@ def write_tree(
     if restart is not None:
         restart()
     if not redo_with_plan:
-        # Rare: a reference to a streamed node from afar, an explicit phandle
-        # met late, or an error. Keep the whole tree this time.
+        # Rare: a reference (by label or path) to a streamed node from outside
+        # its ancestors, or an error to describe with full paths. Keep the
+        # whole tree this time.
         materialize_all(tree)
         write_tree(tree, write, dts, restart)
         return
