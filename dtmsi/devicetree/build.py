@@ -355,6 +355,9 @@ class TreeBuilder:
         node.set("interrupt-map-mask", Cells((0xF800, 0, 0, 7)))
         rows: list[Chunk] = []
         notes: list[str | None] = []
+        if bridge is not None:
+            parent: Ref = Ref(bridge.parent.label if bridge.parent else hb.label)
+            at, phys_hi = bridge.bdf, bridge.phys_hi_config
         for slot in slots:
             for pin in range(1, 5):
                 child = (slot << 11, 0, 0, pin)
@@ -372,9 +375,8 @@ class TreeBuilder:
                     notes.append(f"slot {slot:x} INT{'ABCD'[pin - 1]} -> {c.name} {hb.intx.kind} {irq}")
                 else:
                     up = ((pin - 1 + slot) % 4) + 1
-                    parent: Ref = Ref(bridge.parent.label if bridge.parent else hb.label)
-                    rows.append(Cells((*child, parent, bridge.phys_hi_config, 0, 0, up)))
-                    notes.append(f"slot {slot:x} INT{'ABCD'[pin - 1]} -> INT{'ABCD'[up - 1]} at {bridge.bdf}")
+                    rows.append(Cells((*child, parent, phys_hi, 0, 0, up)))
+                    notes.append(f"slot {slot:x} INT{'ABCD'[pin - 1]} -> INT{'ABCD'[up - 1]} at {at}")
         p = node.set("interrupt-map", *rows)
         p.chunk_comments = tuple(notes)
 

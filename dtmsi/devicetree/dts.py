@@ -40,15 +40,14 @@ def _ref_text(target: str) -> str:
 
 def _cells_body(values: tuple[Cell, ...], small_get: Callable[[Cell], str | None]) -> str:
     # Values are not range-checked here: render_dtb is the validator.
-    try:
-        return " ".join([small_get(v) or hex(v) for v in values])  # type: ignore[arg-type]
-    except TypeError:  # a reference
+    if Ref in map(type, values):  # (checked first: hashing a Ref to look it up is slow)
         return " ".join(
             [
                 _ref_text(v.target) if isinstance(v, Ref) else small_get(v) or hex(v)
                 for v in values
             ]
         )
+    return " ".join([small_get(v) or hex(v) for v in values])  # type: ignore[arg-type]
 
 
 def _cells_text(chunk: Cells, small_get: Callable[[Cell], str | None]) -> str:
