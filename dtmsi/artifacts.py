@@ -14,7 +14,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 
 class Artifact:
@@ -34,6 +34,25 @@ class Artifact:
             assert self._path is not None
             return self._path.read_bytes()
         return self._data
+
+
+class _Discard(io.RawIOBase):
+    """A seekable binary file that keeps nothing."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        return len(data)
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return 0
+
+    def truncate(self, size: int | None = None) -> int:
+        return 0
 
 
 def write_if_changed(path: Path, data: bytes) -> bool:
@@ -84,8 +103,9 @@ class Outputs:
     build systems from rebuilding), and :meth:`discard` removes them.
     """
 
-    def __init__(self, directory: Path | None) -> None:
+    def __init__(self, directory: Path | None, keep: bool = True) -> None:
         self.directory = directory
+        self.keep = keep
         self.made_directory = False
         self.staged: list[tuple[str, Path]] = []  # (temporary file, final path)
         self.artifacts: list[Artifact] = []
@@ -94,6 +114,9 @@ class Outputs:
     def open(self, name: str) -> Iterator[BinaryIO]:
         """A binary file to write output ``name`` into (seekable, for restarts)."""
         if self.directory is None:
+            if not self.keep:
+                yield cast(BinaryIO, _Discard())  # made to be checked, not kept: memory stays flat
+                return
             buf = io.BytesIO()
             yield buf
             self.artifacts.append(Artifact(name, buf.getvalue()))

@@ -77,6 +77,7 @@ def _run(
     options = CompileOptions(
         input=Path(input_file),
         output_dir=Path(output) if output else None,
+        keep_artifacts=False,
         diagnostics_format=fmt,  # type: ignore[arg-type]
         werror=werror,
         silenced=_silenced(warning),
@@ -183,6 +184,7 @@ def report_cmd(
 
     options = CompileOptions(
         input=Path(input_file),
+        keep_artifacts=False,
         diagnostics_format=fmt,  # type: ignore[arg-type]
         werror=werror,
         silenced=_silenced(warning),

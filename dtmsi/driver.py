@@ -101,7 +101,7 @@ def _compile(options: CompileOptions) -> CompileResult:
     base = _load_base(machine, options, sink)
     if sink.has_errors:
         return result
-    outputs = Outputs(options.output_dir)
+    outputs = Outputs(options.output_dir, keep=options.keep_artifacts)
     try:
         render_all(machine, allocation, base, options, sink, outputs)
         if sink.has_errors:

@@ -11,6 +11,10 @@ from typing import Literal
 class CompileOptions:
     input: Path
     output_dir: Path | None = None  # None: check only, write nothing
+    # Without an output directory: keep the outputs' bytes in memory
+    # (CompileResult.artifacts, for tests and tools) or make them only to
+    # check them and let each go as it is written (dtmsi check / report).
+    keep_artifacts: bool = True
     diagnostics_format: Literal["text", "json"] = "text"
     werror: bool = False
     silenced: frozenset[str] = frozenset()

@@ -86,3 +86,24 @@ def test_compiles_leave_no_temporary_files(tmp_path: Path) -> None:
     assert sorted(os.listdir(out)) == names
     # Artifacts of a compile into a directory read back what is on disk.
     assert {a.name: a.data for a in second.artifacts} == {n: (out / n).read_bytes() for n in names}
+
+
+def test_outputs_made_only_to_be_checked_are_not_kept() -> None:
+    outputs = Outputs(None, keep=False)
+    with outputs.open("a") as fh:
+        fh.write(b"x" * 1000)
+        fh.seek(0)
+        fh.truncate()
+    assert outputs.artifacts == []
+    outputs.commit()  # nothing staged, nothing to do
+
+
+def test_check_still_finds_device_tree_errors_without_keeping_outputs(tmp_path: Path) -> None:
+    """``dtmsi check`` makes every output (the device-tree writer is where
+    some errors are found) but keeps none of them."""
+    bad = (ROOT / "tests" / "errors" / "E904-raw-property-unknown-label.msi")
+    kept = compile_file(CompileOptions(input=bad))
+    dropped = compile_file(CompileOptions(input=bad, keep_artifacts=False))
+    assert [d.code.id for d in dropped.sink] == [d.code.id for d in kept.sink] == ["E904"]
+    fine = compile_file(CompileOptions(input=EXAMPLE, keep_artifacts=False))
+    assert fine.ok and fine.artifacts == []
