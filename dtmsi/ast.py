@@ -219,6 +219,8 @@ class FunctionDecl:
     properties: tuple[RawProperty, ...]
     children: tuple[FunctionDecl, ...]
     span: Span
+    # The templates its settings came through: (name, the 'use' statement).
+    template_uses: tuple[tuple[str, Span], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

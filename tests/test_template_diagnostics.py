@@ -65,9 +65,18 @@ def test_a_model_error_in_a_template_is_said_once_per_distinct_message(tmp_path:
     its = "its = msi-controller gicv3-its @ 0x0808_0000 size 128K { parent gic; }\n"
     bridge = BRIDGE.format(body=body).replace("level;\n", "level;\n    msi map rid 0x0000..0xffff -> its;\n")
     diags = _diagnostics(tmp_path, HEAD + its + template + bridge)
-    got = sorted((code, line, message.split(" is ")[0]) for code, line, message, _ in diags)
+    got = sorted((code, line, message.split(" is ")[0], notes) for code, line, message, notes in diags)
+    # Found in the model, not while expanding: the note names the function
+    # (the first one, for an error all its users share) and its 'use'.
     assert got == [
-        ("E402", 8, "BAR size 0xc00"),
-        ("E602", 9, "MSI-X table size 4096"),
-        ("E602", 9, "MSI-X table size 5000"),
+        ("E402", 8, "BAR size 0xc00", [("in template 'nic', used by 'nic0' here", 16)]),
+        ("E602", 9, "MSI-X table size 4096", [("in template 'nic', used by 'nic0' here", 16)]),
+        ("E602", 9, "MSI-X table size 5000", [("in template 'nic', used by 'nic2' here", 18)]),
     ]
+
+
+def test_no_template_note_for_a_problem_in_the_function_itself(tmp_path: Path) -> None:
+    template = "template ids { id 8086:10d3 class 0x020000; }\n"
+    body = "    endpoint nic0 @ 01.0 { use ids; bar 0 mem32 3K; }\n"
+    [(code, line, _, notes)] = _diagnostics(tmp_path, HEAD + template + BRIDGE.format(body=body))
+    assert (code, line, notes) == ("E402", 9, [])

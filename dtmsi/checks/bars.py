@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from dtmsi import codes as C
 from dtmsi.checks.base import Report
 from dtmsi.diagnostics import Note
@@ -25,11 +27,12 @@ def bar_slots(machine: Machine, report: Report) -> None:
     PCI Local Bus spec 3.0 sec. 6.2.5.1; PCI-PCI Bridge spec 1.2 sec. 3.2.
     """
     for f, bars in _all(machine):
+        say = functools.partial(report, function=f)
         last = 1 if f.is_bridge else 5
         used: dict[int, Bar] = {}
         for b in bars:
             if not 0 <= b.index <= last:
-                report(
+                say(
                     C.BAR_INDEX,
                     b.span,
                     f"BAR {b.index} does not exist on a "
@@ -37,7 +40,7 @@ def bar_slots(machine: Machine, report: Report) -> None:
                 )
                 continue
             if b.kind == "mem64" and b.index == last:
-                report(
+                say(
                     C.BAR_OVERLAP_SLOT,
                     b.span,
                     f"a 64-bit BAR at index {b.index} would need BAR {b.index + 1} too",
@@ -47,7 +50,7 @@ def bar_slots(machine: Machine, report: Report) -> None:
             for slot in (b.index, b.index + 1) if b.kind == "mem64" else (b.index,):
                 prev = used.get(slot)
                 if prev is not None:
-                    report(
+                    say(
                         C.BAR_OVERLAP_SLOT,
                         b.span,
                         f"BAR slot {slot} is already taken"
@@ -63,23 +66,24 @@ def bar_sizes(machine: Machine, report: Report) -> None:
 
     PCI Local Bus spec 3.0 sec. 6.2.5.1.
     """
-    for _f, bars in _all(machine):
+    for f, bars in _all(machine):
+        say = functools.partial(report, function=f)
         for b in bars:
             if b.size & (b.size - 1):
-                report(
+                say(
                     C.BAR_SIZE,
                     b.span,
                     f"BAR size {b.size:#x} is not a power of two",
                     hint=f"hardware decodes naturally aligned power-of-two sizes; use {1 << b.size.bit_length():#x}",
                 )
             elif b.kind != "io" and b.size < 16:
-                report(C.BAR_SIZE, b.span, f"memory BAR size {b.size} is below the minimum of 16 bytes")
+                say(C.BAR_SIZE, b.span, f"memory BAR size {b.size} is below the minimum of 16 bytes")
             elif b.kind == "io" and b.size < 4:
-                report(C.BAR_SIZE, b.span, f"I/O BAR size {b.size} is below the minimum of 4 bytes")
+                say(C.BAR_SIZE, b.span, f"I/O BAR size {b.size} is below the minimum of 4 bytes")
             if b.kind == "io" and b.size > 256:
-                report(C.IO_BAR_SIZE, b.span, f"I/O BAR of {b.size} bytes: I/O BARs decode at most 256 bytes")
+                say(C.IO_BAR_SIZE, b.span, f"I/O BAR of {b.size} bytes: I/O BARs decode at most 256 bytes")
             if b.kind == "mem32" and b.size > 1 << 31:
-                report(C.BAR_SIZE, b.span, "a 32-bit BAR cannot be larger than 2 GiB")
+                say(C.BAR_SIZE, b.span, "a 32-bit BAR cannot be larger than 2 GiB")
 
 
 def fixed_bars(machine: Machine, report: Report) -> None:
@@ -88,22 +92,23 @@ def fixed_bars(machine: Machine, report: Report) -> None:
     PCI Local Bus spec 3.0 sec. 6.2.5.1 (natural alignment); IEEE 1275 PCI binding.
     """
     for f, bars in _all(machine):
+        say = functools.partial(report, function=f)
         hb = f.host
         for b in bars:
             if not b.fixed or b.address is None:
                 continue
             if b.size & (b.size - 1) == 0 and b.address % b.size:
-                report(
+                say(
                     C.BAR_FIXED_MISALIGNED, b.span, f"BAR address {b.address:#x} is not aligned to its size {b.size:#x}"
                 )
             if b.kind == "mem32" and b.address + b.size > 1 << 32:
-                report(C.BAR_FIXED_OUTSIDE, b.span, "a 32-bit BAR cannot be placed above 4 GiB")
+                say(C.BAR_FIXED_OUTSIDE, b.span, "a 32-bit BAR cannot be placed above 4 GiB")
                 continue
             w = hb.window_for(b.resource)
             if w is None:
                 continue  # reported by the resolver
             if not (w.pci <= b.address and b.address + b.size <= w.pci_end):
-                report(
+                say(
                     C.BAR_FIXED_OUTSIDE,
                     b.span,
                     f"BAR [{b.address:#x}, {b.address + b.size:#x}) is outside the {w.kind} window "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from dtmsi import codes as C
 from dtmsi.checks.base import Report
 from dtmsi.diagnostics import Note
@@ -31,12 +33,13 @@ def msi_capability(machine: Machine, report: Report) -> None:
     PCI Local Bus spec 3.0 sec. 6.8.1.3; Linux drivers/pci/msi/msi.c; QEMU msi_init().
     """
     for f in _functions(machine):
+        say = functools.partial(report, function=f)
         msi, _, _ = _msi_caps(f)
         if msi is None:
             continue
         n = msi.vectors
         if not (1 <= n <= 32) or n & (n - 1):
-            report(
+            say(
                 C.MSI_VECTORS,
                 msi.span,
                 f"MSI capability of '{f.name}' declares {n} vectors; MSI supports 1, 2, 4, 8, 16 or 32",
@@ -52,11 +55,12 @@ def msix_capability(machine: Machine, report: Report) -> None:
     PCI Local Bus spec 3.0 sec. 6.8.2; Linux msix_map_region().
     """
     for f in _functions(machine):
+        say = functools.partial(report, function=f)
         _, msix, bars = _msi_caps(f)
         if msix is None:
             continue
         if not 1 <= msix.table_size <= 2048:
-            report(
+            say(
                 C.MSIX_TABLE_SIZE,
                 msix.span,
                 f"MSI-X table size {msix.table_size} is outside 1..2048 (Table Size is an 11-bit N-1 field)",
@@ -80,7 +84,7 @@ def msix_capability(machine: Machine, report: Report) -> None:
                     if bir > 5
                     else f"BAR {bir} is not declared"
                 )
-                report(
+                say(
                     C.MSIX_BIR,
                     msix.span,
                     f"MSI-X {what} of '{f.name}' is in BAR {bir}, but {why}",
@@ -89,14 +93,14 @@ def msix_capability(machine: Machine, report: Report) -> None:
                 ok = False
                 continue
             if off % 8:
-                report(
+                say(
                     C.MSIX_ALIGN,
                     msix.span,
                     f"MSI-X {what} offset {off:#x} is not 8-byte aligned (the low 3 bits hold the BIR)",
                 )
                 ok = False
             if off + size > bar.size:
-                report(
+                say(
                     C.MSIX_OUTSIDE_BAR,
                     msix.span,
                     f"MSI-X {what} [{off:#x}, {off + size:#x}) does not fit in BAR {bir} of {bar.size:#x} bytes",
@@ -107,7 +111,7 @@ def msix_capability(machine: Machine, report: Report) -> None:
             t0, t1 = msix.table_offset, msix.table_offset + msix.table_bytes
             p0, p1 = msix.pba_offset, msix.pba_offset + msix.pba_bytes
             if t0 < p1 and p0 < t1:
-                report(
+                say(
                     C.MSIX_OVERLAP,
                     msix.span,
                     f"MSI-X table [{t0:#x}, {t1:#x}) and PBA [{p0:#x}, {p1:#x}) overlap in BAR {msix.table_bir}",
