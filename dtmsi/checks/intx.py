@@ -25,4 +25,5 @@ def intx_routes(machine: Machine, report: Report) -> None:
                 f.intx_span or f.span,
                 f"'{f.name}' uses INTx pin {'ABCD'[f.intx_pin - 1]}, but host bridge '{hb.name}' has no INTx route",
                 hint=f"add 'intx -> CONTROLLER spi A..B level;' to '{hb.name}', or 'intx none;' here",
+                function=f,
             )
