@@ -129,6 +129,6 @@ def render(
         try:
             with outputs.open(f"{name}.dtb") as dtb, outputs.open(f"{name}.dts") as dts:
                 printer = DtsPrinter(dts.write, lambda dts=dts: (dts.seek(0), dts.truncate()))  # type: ignore[misc]
-                write_tree(tree, dtb.write, printer, lambda dtb=dtb: (dtb.seek(0), dtb.truncate()))  # type: ignore[misc]
+                write_tree(tree, dtb.write, printer)
         except DeviceTreeError as e:
             sink.report(C.RAW_NODE, machine.platform.span or BUILTIN, f"{name} tree: {e}")

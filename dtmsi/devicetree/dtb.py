@@ -61,6 +61,7 @@ from .tree import (
     Tree,
     canonical_path,
     child_nodes,
+    iter_nodes,
     materialize_all,
 )
 
@@ -243,13 +244,9 @@ class _Writer:
         """Paths of the nodes that stay in memory (all of them unless streaming)."""
         if self.paths is None:
             self.paths = {}
-            stack: list[tuple[str, Node]] = [("/", self.tree.root)]
-            while stack:
-                path, node = stack.pop()
+            for path, node in iter_nodes(self.tree, deferred=False):
                 self.paths.setdefault(path, node)
                 self.path_of[id(node)] = path
-                prefix = path if path == "/" else path + "/"
-                stack.extend((prefix + c.name, c) for c in reversed(node.children))
 
     def ensure_labels(self) -> None:
         """Register the labels of the nodes that stay in memory; when streaming,
@@ -697,11 +694,7 @@ class _Writer:
             if len(parts) - node_start > 1:
                 # One piece per node, not per property: a million small bytes
                 # objects cost more than the 34 MB of a 100k-function blob.
-                parts[node_start:] = [b"".join(parts[node_start:])]
-                if self.last_new_string > node_start:
-                    self.last_new_string = node_start
-                if self.phandle_string_lo is not None and self.phandle_string_lo > node_start:
-                    self.phandle_string_lo = node_start
+                self.collapse(node_start, b"".join(parts[node_start:]))
             nid = id(node)
             if pending_special or nid in auto:
                 close(node)
@@ -750,11 +743,6 @@ class _Writer:
         if not self.streaming:
             self.skeleton.clear()
 
-    def blob(self) -> bytes:
-        chunks: list[bytes] = []
-        self.write_blob(chunks.append)
-        return b"".join(chunks)
-
     def spill(self) -> None:
         """Move the structure written since the last node that stays in memory
         to the spill file: streamed nodes, once closed, are never patched again
@@ -765,12 +753,17 @@ class _Writer:
             self.spill_file = self.cleanup.enter_context(tempfile.TemporaryFile())  # noqa: SIM115 (closed by the stack)
         self.spilled[start] = (self.spill_file.tell(), len(data))
         self.spill_file.write(data)
-        self.parts[start:] = [b""]
+        self.collapse(start, b"")
+        self.spill_from = len(self.parts)
+
+    def collapse(self, start: int, piece: bytes) -> None:
+        """Replace the parts from ``start`` on by one piece, keeping the part
+        indices that record where names were stored pointing inside it."""
+        self.parts[start:] = [piece]
         if self.last_new_string > start:
             self.last_new_string = start
         if self.phandle_string_lo is not None and self.phandle_string_lo > start:
             self.phandle_string_lo = start
-        self.spill_from = len(self.parts)
 
     def write_parts(self, write: Callable[[bytes], object]) -> None:
         parts, spilled, spill_file = self.parts, self.spilled, self.spill_file
@@ -870,20 +863,15 @@ def render_dtb(tree: Tree) -> bytes:
     Raises :class:`DeviceTreeError` for anything dtc would refuse.
     """
     chunks: list[bytes] = []
-    write_tree(tree, chunks.append, None, chunks.clear)
+    write_tree(tree, chunks.append)
     return b"".join(chunks)
 
 
-def write_tree(
-    tree: Tree,
-    write: Callable[[bytes], object],
-    dts: DtsPrinter | None = None,
-    restart: Callable[[], object] | None = None,
-) -> None:
+def write_tree(tree: Tree, write: Callable[[bytes], object], dts: DtsPrinter | None = None) -> None:
     """Write the tree's blob through ``write`` and, given a printer, its DTS,
     in one walk: a tree with deferred children is made once, node by node,
-    and never whole. ``restart`` empties what ``write`` wrote (the blob is
-    written only at the end, but a DTS printer may have written a part).
+    and never whole. The blob is written only once the walk succeeded; a
+    printer that has to start over is told to (``DtsPrinter.restart``).
 
     Raises :class:`DeviceTreeError` for anything dtc would refuse.
     """
@@ -897,14 +885,12 @@ def write_tree(
         redo_with_plan = True
     if dts is not None:
         dts.restart()
-    if restart is not None:
-        restart()
     if not redo_with_plan:
         # Rare: a reference (by label or path) to a streamed node from outside
         # its ancestors, or an error to describe with full paths. Keep the
         # whole tree this time.
         materialize_all(tree)
-        write_tree(tree, write, dts, restart)
+        write_tree(tree, write, dts)
         return
     plan = _Plan({first.plan_key(n): v for n, v in first.explicit.items()}, list(map(first.plan_key, first.ref_order)))
     _Writer(tree, plan, dts).write_blob(write)

@@ -167,16 +167,6 @@ def materialize_all(tree: Tree) -> None:
         stack.extend(node.children)
 
 
-def has_deferred(tree: Tree) -> bool:
-    stack = [tree.root]
-    while stack:
-        node = stack.pop()
-        if node.deferred is not None:
-            return True
-        stack.extend(node.children)
-    return False
-
-
 def cells(*values: Cell, bits: int = 32) -> Cells:
     return Cells(tuple(values), bits)
 
@@ -201,14 +191,18 @@ LABEL_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 PATH_RE = re.compile(r"/[a-zA-Z0-9,._+*#?@/\-]*\Z")
 
 
-def iter_nodes(tree: Tree) -> Iterator[tuple[str, Node]]:
-    """Every node with its full path, in pre-order (the order dtc visits them)."""
+def iter_nodes(tree: Tree, deferred: bool = True) -> Iterator[tuple[str, Node]]:
+    """Every node with its full path, in pre-order (the order dtc visits them).
+
+    ``deferred=False`` skips deferred children: only the nodes that stay in memory.
+    """
     stack: list[tuple[str, Node]] = [("/", tree.root)]
     while stack:
         path, node = stack.pop()
         yield path, node
         prefix = path if path == "/" else path + "/"
-        stack.extend((prefix + c.name, c) for c in reversed(child_nodes(node)))
+        children = child_nodes(node) if deferred else node.children
+        stack.extend((prefix + c.name, c) for c in reversed(children))
 
 
 def find_node_by_label(tree: Tree, label: str) -> Node | None:
@@ -248,11 +242,8 @@ def find_node_by_path(tree: Tree, path: str) -> Node | None:
         return None
     node = tree.root
     for comp in canon.split("/")[1:] if canon != "/" else []:
-        materialize(node)
-        for child in node.children:
-            if child.name == comp:
-                node = child
-                break
-        else:
+        found = node.child(comp)
+        if found is None:
             return None
+        node = found
     return node

@@ -124,7 +124,7 @@ def _defer(node: Node, calls: list[str]) -> None:
 def _stream(tree: Tree) -> tuple[bytes, str]:
     dtb: list[bytes] = []
     dts: list[bytes] = []
-    write_tree(tree, dtb.append, DtsPrinter(dts.append, dts.clear), dtb.clear)
+    write_tree(tree, dtb.append, DtsPrinter(dts.append, dts.clear))
     return b"".join(dtb), b"".join(dts).decode()
 
 
