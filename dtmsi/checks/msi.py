@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 from dtmsi import codes as C
 from dtmsi.checks.base import Report
 from dtmsi.diagnostics import Note
@@ -33,17 +31,17 @@ def msi_capability(machine: Machine, report: Report) -> None:
     PCI Local Bus spec 3.0 sec. 6.8.1.3; Linux drivers/pci/msi/msi.c; QEMU msi_init().
     """
     for f in _functions(machine):
-        say = functools.partial(report, function=f)
         msi, _, _ = _msi_caps(f)
         if msi is None:
             continue
         n = msi.vectors
         if not (1 <= n <= 32) or n & (n - 1):
-            say(
+            report(
                 C.MSI_VECTORS,
                 msi.span,
                 f"MSI capability of '{f.name}' declares {n} vectors; MSI supports 1, 2, 4, 8, 16 or 32",
                 hint="Multiple Message Capable is a power-of-two field; more vectors need MSI-X",
+                function=f,
             )
 
 
@@ -55,15 +53,15 @@ def msix_capability(machine: Machine, report: Report) -> None:
     PCI Local Bus spec 3.0 sec. 6.8.2; Linux msix_map_region().
     """
     for f in _functions(machine):
-        say = functools.partial(report, function=f)
         _, msix, bars = _msi_caps(f)
         if msix is None:
             continue
         if not 1 <= msix.table_size <= 2048:
-            say(
+            report(
                 C.MSIX_TABLE_SIZE,
                 msix.span,
                 f"MSI-X table size {msix.table_size} is outside 1..2048 (Table Size is an 11-bit N-1 field)",
+                function=f,
             )
             continue
         regions: list[tuple[str, int, int, int]] = [
@@ -84,37 +82,41 @@ def msix_capability(machine: Machine, report: Report) -> None:
                     if bir > 5
                     else f"BAR {bir} is not declared"
                 )
-                say(
+                report(
                     C.MSIX_BIR,
                     msix.span,
                     f"MSI-X {what} of '{f.name}' is in BAR {bir}, but {why}",
                     hint="name a memory BAR declared with 'bar N mem32|mem64 SIZE'",
+                    function=f,
                 )
                 ok = False
                 continue
             if off % 8:
-                say(
+                report(
                     C.MSIX_ALIGN,
                     msix.span,
                     f"MSI-X {what} offset {off:#x} is not 8-byte aligned (the low 3 bits hold the BIR)",
+                    function=f,
                 )
                 ok = False
             if off + size > bar.size:
-                say(
+                report(
                     C.MSIX_OUTSIDE_BAR,
                     msix.span,
                     f"MSI-X {what} [{off:#x}, {off + size:#x}) does not fit in BAR {bir} of {bar.size:#x} bytes",
                     notes=(Note(f"BAR {bir}", bar.span),),
+                    function=f,
                 )
                 ok = False
         if ok and msix.table_bir == msix.pba_bir:
             t0, t1 = msix.table_offset, msix.table_offset + msix.table_bytes
             p0, p1 = msix.pba_offset, msix.pba_offset + msix.pba_bytes
             if t0 < p1 and p0 < t1:
-                say(
+                report(
                     C.MSIX_OVERLAP,
                     msix.span,
                     f"MSI-X table [{t0:#x}, {t1:#x}) and PBA [{p0:#x}, {p1:#x}) overlap in BAR {msix.table_bir}",
+                    function=f,
                 )
 
 
