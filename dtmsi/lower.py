@@ -440,15 +440,10 @@ class Lowerer:
     def _lower_streaming(self, path: Path, display: str, text: str | None) -> ast.Program:
         self.streaming = True
         self._top_dir = path.parent
-        if text is None:
-            try:
-                text = self.read_file(path)
-            except (OSError, UnicodeDecodeError):
-                raise _Restart() from None  # the whole-file path words the error
-        key = path.resolve()
-        self._included.add(key)
-        self.program.files.append(display)
-        file = SourceFile(display, text, path.name)
+        opened = self._open(path, display, text, None)
+        if opened is None:
+            raise _Restart()  # unreadable: the whole-file path says so
+        file, key = opened
         self._stack.append(key)
         try:
             for st in parse_statements(file):
@@ -477,7 +472,12 @@ class Lowerer:
             for stmt, env in self._expand((stmts.pop(),), self.globals):
                 self._guard(self._top, stmt, env)
 
-    def _load(self, path: Path, display: str, text: str | None, include_span: Span | None) -> list[s.Stmt] | None:
+    def _open(
+        self, path: Path, display: str, text: str | None, include_span: Span | None
+    ) -> tuple[SourceFile, Path] | None:
+        """The file to read next and its resolved path, noted as read; None for
+        a file already included (a diamond), an include cycle or an unreadable
+        file (those two reported)."""
         key = path.resolve()
         if key in self._stack:
             assert include_span is not None
@@ -485,7 +485,7 @@ class Lowerer:
             self.sink.report(C.INCLUDE_CYCLE, include_span, f"include cycle: {cycle}")
             return None
         if key in self._included:
-            return []  # included once already (a diamond, not a cycle)
+            return None  # included once already (a diamond, not a cycle)
         if text is None:
             try:
                 text = self.read_file(path)
@@ -501,7 +501,13 @@ class Lowerer:
             stable = path.relative_to(self._top_dir).as_posix()
         except ValueError:
             stable = path.name
-        file = SourceFile(display, text, stable)
+        return SourceFile(display, text, stable), key
+
+    def _load(self, path: Path, display: str, text: str | None, include_span: Span | None) -> list[s.Stmt] | None:
+        opened = self._open(path, display, text, include_span)
+        if opened is None:
+            return None
+        file, key = opened
         try:
             stmts = parse(file)
         except ParseError as e:
