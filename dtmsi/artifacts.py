@@ -153,7 +153,6 @@ class Outputs:
         for tmp, final in changed:
             os.replace(tmp, final)
         self.staged.clear()
-        self.artifacts.sort(key=lambda a: a.name)
         return [final for _, final in changed]
 
     def discard(self) -> None:

@@ -107,13 +107,13 @@ def _compile(options: CompileOptions) -> CompileResult:
         if sink.has_errors:
             outputs.discard()
             return result
-        if options.output_dir is None:
-            result.artifacts = sorted(outputs.artifacts, key=lambda a: a.name)
-            return result
-        targets = [options.output_dir / a.name for a in sorted(outputs.artifacts, key=lambda a: a.name)]
-        result.written = outputs.commit()
+        outputs.artifacts.sort(key=lambda a: a.name)
         result.artifacts = outputs.artifacts
+        if options.output_dir is None:
+            return result
+        result.written = outputs.commit()
         if options.depfile is not None:
+            targets = [options.output_dir / a.name for a in result.artifacts]
             inputs = list(machine.files)
             if machine.platform.base is not None:
                 inputs.append(str(Path(machine.files[0]).parent / machine.platform.base))
