@@ -61,7 +61,7 @@ class DiagnosticSink:
             return
         # A template used many times (or a repeat body) would say the same
         # thing at the same place once per use: say it once.
-        key = (code.id, span.file.name, span.start, span.end, message)
+        key = _said_key(code, span, message)
         if key in self._said:
             return
         self._said.add(key)
@@ -74,7 +74,7 @@ class DiagnosticSink:
     def rollback(self, mark: int) -> None:
         """Forget everything reported since ``mark`` (a phase that starts over)."""
         for d in self.items[mark:]:
-            self._said.discard((d.code.id, d.span.file.name, d.span.start, d.span.end, d.message))
+            self._said.discard(_said_key(d.code, d.span, d.message))
         del self.items[mark:]
 
     @property
@@ -87,6 +87,11 @@ class DiagnosticSink:
 
     def __iter__(self) -> Iterator[Diagnostic]:
         return iter(sorted(self.items, key=Diagnostic.sort_key))
+
+
+def _said_key(code: Code, span: Span, message: str) -> tuple[str, str, int, int, str]:
+    """What makes two diagnostics the same one, said twice."""
+    return (code.id, span.file.name, span.start, span.end, message)
 
 
 def render_text(diag: Diagnostic, *, werror: bool = False, color: bool = False) -> str:
