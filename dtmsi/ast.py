@@ -219,8 +219,6 @@ class FunctionDecl:
     properties: tuple[RawProperty, ...]
     children: tuple[FunctionDecl, ...]
     span: Span
-    # The templates its settings came through: (name, the 'use' statement).
-    template_uses: tuple[tuple[str, Span], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

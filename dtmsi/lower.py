@@ -1133,11 +1133,7 @@ class Lowerer:
         children: list[ast.FunctionDecl] = []
         seen = _Seen(self._templated)
         is_bridge = kind in ast.BRIDGE_KINDS
-        depth = len(_USE_SITES)
-        uses: list[tuple[str, Span]] = []
         for sub, senv in self._expand(st.body or (), env):
-            if len(_USE_SITES) > depth and _USE_SITES[depth] not in uses:
-                uses.append(_USE_SITES[depth])
             try:
                 w = sub.word
                 b = Args(sub, senv)
@@ -1268,7 +1264,6 @@ class Lowerer:
             tuple(props),
             tuple(children),
             st.span,
-            tuple(uses),
         )
 
     def _bar(self, st: s.Stmt, a: Args) -> ast.BarDecl:

@@ -218,8 +218,6 @@ class Function:
     # computed by resolve
     dma_alias: int = 0  # requester ID the host bridge sees
     dma_alias_of: Function | None = None  # the bridge that takes ownership, if any
-    # The templates its settings came through: (name, the 'use' statement).
-    template_uses: tuple[tuple[str, Span], ...] = ()
 
     @property
     def is_bridge(self) -> bool:

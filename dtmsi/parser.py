@@ -442,6 +442,17 @@ def _expected(names: set[str]) -> str:
     return ", expected " + " or ".join(shown)
 
 
+def parse_statement_at(file: SourceFile, pos: int) -> s.Stmt | None:
+    """The statement that starts at ``pos`` (where a kept span begins), parsed
+    again from the source; None if it does not parse on its own."""
+    fast = _FastParser(file)
+    try:
+        fast.toks, _ = _tokenize(file, pos)
+        return fast.stmt() if fast.toks[0][0] == "WORD" else None
+    except (_Syntax, ParseError, RecursionError):
+        return None
+
+
 def parse(file: SourceFile) -> list[s.Stmt]:
     """Parse one file; raises ParseError on the first syntax error."""
     return list(parse_statements(file))

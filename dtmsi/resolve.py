@@ -398,7 +398,6 @@ class Resolver:
             d.devfn_span,
             d.intx_span,
             pinned_bus=d.bus,
-            template_uses=d.template_uses,
         )
         if d.sriov is not None:
             sv = d.sriov
