@@ -111,10 +111,11 @@ class Outputs:
         self.artifacts: list[Artifact] = []
 
     @contextlib.contextmanager
-    def open(self, name: str) -> Iterator[BinaryIO]:
-        """A binary file to write output ``name`` into (seekable, for restarts)."""
-        if self.directory is None:
-            if not self.keep:
+    def open(self, name: str, wanted: bool = True) -> Iterator[BinaryIO]:
+        """A binary file to write output ``name`` into (seekable, for restarts).
+        ``wanted=False``: made (its errors count) but not kept (``--emit``)."""
+        if self.directory is None or not wanted:
+            if not self.keep or not wanted:
                 yield cast(BinaryIO, _Discard())  # made to be checked, not kept: memory stays flat
                 return
             buf = io.BytesIO()

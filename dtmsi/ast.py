@@ -77,6 +77,7 @@ class PlatformDecl:
     cpus: int | None
     raw_nodes: tuple[RawNode, ...]
     span: Span
+    stub_prefix: tuple[str, Span] | None = None  # symbol prefix of the system stubs
 
 
 ControllerRole = Literal["interrupt", "msi"]
@@ -154,6 +155,7 @@ class MsiCapDecl:
     is64: bool
     maskable: bool
     span: Span
+    offset: tuple[int, Span] | None = None  # where the capability sits in config space, if declared
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +166,7 @@ class MsixCapDecl:
     pba_bir: int
     pba_offset: int
     span: Span
+    offset: tuple[int, Span] | None = None  # where the capability sits in config space, if declared
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +222,7 @@ class FunctionDecl:
     properties: tuple[RawProperty, ...]
     children: tuple[FunctionDecl, ...]
     span: Span
+    quirks: tuple[str, ...] = ()  # device quirks the stubs honour (no-intx-disable, no-64bit-msi)
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +311,7 @@ class PartitionDecl:
     owns: tuple[Selector, ...]
     msi_budget: tuple[int, Span] | None
     span: Span
+    stub_prefix: tuple[str, Span] | None = None  # symbol prefix of this partition's stubs
 
 
 @dataclass(frozen=True, slots=True)

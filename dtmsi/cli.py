@@ -52,6 +52,23 @@ def _silenced(warnings: tuple[str, ...]) -> frozenset[str]:
     return frozenset(out)
 
 
+def _emit_kinds(values: tuple[str, ...]) -> frozenset[str] | None:
+    """``--emit c,python --emit dtb`` -> the output kinds; None: everything."""
+    from dtmsi.options import OUTPUT_KINDS
+
+    if not values:
+        return None
+    kinds = {k.strip() for v in values for k in v.split(",") if k.strip()}
+    unknown = sorted(kinds - set(OUTPUT_KINDS))
+    if unknown or not kinds:
+        raise click.BadParameter(
+            f"unknown output kind {', '.join(map(repr, unknown)) or '(none)'}; "
+            f"choose from {', '.join(OUTPUT_KINDS)}",
+            param_hint="--emit",
+        )
+    return frozenset(kinds)
+
+
 def _use_color(flag: str) -> bool:
     if flag == "always":
         return True
@@ -70,9 +87,10 @@ def _run(
     report: bool,
     color: str,
     debug: bool,
+    emit: frozenset[str] | None = None,
 ) -> NoReturn:
     from dtmsi.driver import compile_file
-    from dtmsi.options import CompileOptions
+    from dtmsi.options import OUTPUT_KINDS, CompileOptions
 
     options = CompileOptions(
         input=Path(input_file),
@@ -84,6 +102,7 @@ def _run(
         depfile=Path(depfile) if depfile else None,
         report=report,
         color=_use_color(color),
+        emit=emit if emit is not None else frozenset(OUTPUT_KINDS),
     )
     try:
         result = compile_file(options)
@@ -153,21 +172,31 @@ def main() -> None:
     help="Also write a Make/Ninja depfile listing every input read.",
 )
 @click.option("--report", is_flag=True, help="Print the readable allocation table to stdout.")
+@click.option(
+    "--emit",
+    "emit",
+    multiple=True,
+    metavar="KINDS",
+    help="Write only these outputs (comma-separated, repeatable): dtb, dts, json (allocation.json), "
+    "c (<stem>_msi.h/.c), python (<stem>_msi.py). Default: all.",
+)
 @_common
 def compile_cmd(
     input_file: str,
     output: str,
     depfile: str | None,
     report: bool,
+    emit: tuple[str, ...],
     fmt: str,
     werror: bool,
     warning: tuple[str, ...],
     color: str,
     debug: bool,
 ) -> None:
-    """Compile FILE.msi into device trees in DIR: system.dts/.dtb (the whole machine)
-    and <partition>.dts/.dtb for every partition."""
-    _run(input_file, output, fmt, werror, warning, depfile, report, color, debug)
+    """Compile FILE.msi into DIR: device trees (system.dts/.dtb for the whole machine,
+    <partition>.dts/.dtb for every partition), allocation.json, and the MSI setup
+    stubs <partition>_msi.h/.c/.py (system_msi.* without partitions)."""
+    _run(input_file, output, fmt, werror, warning, depfile, report, color, debug, _emit_kinds(emit))
 
 
 @main.command("report")

@@ -52,6 +52,7 @@ TEMPLATE_RECURSION = _code("E113", "template uses itself")
 UNKNOWN_NAME = _code("E201", "unknown name")
 DUPLICATE_NAME = _code("E202", "name defined twice")
 WRONG_KIND = _code("E203", "name refers to the wrong kind of thing")
+STUB_IDENTIFIER = _code("E204", "name cannot become an identifier of the generated stubs")
 
 # 3xx: PCI topology and numbering
 DEVFN_RANGE = _code("E301", "device or function number out of range")
@@ -100,6 +101,7 @@ POLICY_MIN = _code("E609", "policy minimum cannot be met")
 POLICY_DEGRADED = _code("W610", "policy got fewer vectors than it asked for")
 POLICY_FELL_BACK = _code("W611", "policy fell back to a later mechanism")
 NO_INTERRUPT = _code("W612", "function has neither MSI, MSI-X nor INTx")
+CAP_OFFSET = _code("E613", "capability offset outside 0x40..0xff, not dword-aligned, or overlapping")
 
 # 7xx: MSI controllers and msi-map
 MSI_MAP_TARGET = _code("E701", "msi-map target is not an MSI controller with #msi-cells = <1>")

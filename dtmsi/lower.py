@@ -228,6 +228,10 @@ class Args:
             _fail(C.SYNTAX, self._where(), f"'{self.stmt.word}' expects '{text}'")
         _fail(C.SYNTAX, a.span, f"expected '{text}', found {_describe(a)}")
 
+    def at_punct(self, text: str) -> bool:
+        a = self.peek()
+        return isinstance(a, s.Punct) and a.text == text
+
     def opt_punct(self, text: str) -> Span | None:
         a = self.peek()
         if isinstance(a, s.Punct) and a.text == text:
@@ -366,6 +370,12 @@ _PCI_WORDS: dict[str, ast.FunctionKind] = {
     "pci-bridge": "pci-bridge",
     "pcie-to-pci-bridge": "pcie-to-pci-bridge",
 }
+# Device quirks the generated stubs honour (Linux's names in parentheses):
+# no-intx-disable (PCI_DEV_FLAGS_MSI_INTX_DISABLE_BUG) never touches
+# Command.INTx_Disable; no-64bit-msi (pdev->no_64bit_msi) limits MSI to
+# 32-bit addresses (PAPR functions 5/6).
+QUIRKS = ("no-intx-disable", "no-64bit-msi")
+
 _INTX_PINS = {"none": 0, "A": 1, "B": 2, "C": 3, "D": 4, "a": 1, "b": 2, "c": 3, "d": 4}
 
 
@@ -778,6 +788,7 @@ class Lowerer:
         base: tuple[str, Span] | None = None
         acells, scells = 2, 2
         cpus: int | None = None
+        prefix: tuple[str, Span] | None = None
         raw: list[ast.RawNode] = []
         seen = _Seen(self._templated)
         for sub, senv in self._expand(self._block(st, "'platform'"), env):
@@ -803,10 +814,22 @@ class Lowerer:
                     scells = b.number("#size-cells", 1, 2)[0]
                 elif w == "cpus":
                     cpus = b.number("the CPU count", 1, 1 << 16)[0]
+                elif w == "stub-prefix":
+                    prefix = b.string("the symbol prefix of the system stubs")
                 else:
                     self._unknown(
                         sub,
-                        ["model", "compatible", "msi", "base", "address-cells", "size-cells", "cpus", "node"],
+                        [
+                            "model",
+                            "compatible",
+                            "msi",
+                            "base",
+                            "address-cells",
+                            "size-cells",
+                            "cpus",
+                            "stub-prefix",
+                            "node",
+                        ],
                         "in 'platform'",
                     )
                 b.end()
@@ -814,7 +837,7 @@ class Lowerer:
             except _Bad as e:
                 self._report(e)
         self.program.platform = ast.PlatformDecl(
-            name, model, compatible, mode, base, acells, scells, cpus, tuple(raw), st.span
+            name, model, compatible, mode, base, acells, scells, cpus, tuple(raw), st.span, prefix
         )
 
     def _no_block(self, st: s.Stmt) -> None:
@@ -1131,6 +1154,7 @@ class Lowerer:
         node_name: str | None = None
         props: list[ast.RawProperty] = []
         children: list[ast.FunctionDecl] = []
+        quirks: list[str] = []
         seen = _Seen(self._templated)
         is_bridge = kind in ast.BRIDGE_KINDS
         for sub, senv in self._expand(st.body or (), env):
@@ -1163,6 +1187,15 @@ class Lowerer:
                     continue
                 if w == "bar":
                     bars.append(self._bar(sub, b))
+                    continue
+                if w == "quirk":
+                    while True:
+                        q, _ = b.word(*QUIRKS, what="a quirk: " + ", ".join(QUIRKS))
+                        if q not in quirks:
+                            quirks.append(q)
+                        if not b.opt_punct(","):
+                            break
+                    b.end()
                     continue
                 if w == "id":
                     seen.once(w, sub.word_span)
@@ -1231,6 +1264,7 @@ class Lowerer:
                             "bus",
                             "name",
                             "property",
+                            "quirk",
                             *(_PCI_WORDS if is_bridge else ()),
                         ],
                         f"in '{st.word}'",
@@ -1264,6 +1298,7 @@ class Lowerer:
             tuple(props),
             tuple(children),
             st.span,
+            tuple(quirks),
         )
 
     def _bar(self, st: s.Stmt, a: Args) -> ast.BarDecl:
@@ -1282,13 +1317,13 @@ class Lowerer:
     def _msi_cap(self, st: s.Stmt, a: Args) -> ast.MsiCapDecl:
         vectors, _ = a.number("the MSI vector count", 0, None)
         is64 = maskable = False
-        while not a.at_end():
+        while not a.at_end() and not a.at_punct("@"):
             flag, _ = a.word("addr64", "maskable")
             if flag == "addr64":
                 is64 = True
             else:
                 maskable = True
-        return ast.MsiCapDecl(vectors, is64, maskable, st.span)
+        return ast.MsiCapDecl(vectors, is64, maskable, st.span, self._cap_offset(a))
 
     def _msix_cap(self, st: s.Stmt, a: Args) -> ast.MsixCapDecl:
         size, _ = a.number("the MSI-X table size", 0, None)
@@ -1296,7 +1331,15 @@ class Lowerer:
         tbir, toff = self._bar_offset(a)
         a.word("pba")
         pbir, poff = self._bar_offset(a)
-        return ast.MsixCapDecl(size, tbir, toff, pbir, poff, st.span)
+        return ast.MsixCapDecl(size, tbir, toff, pbir, poff, st.span, self._cap_offset(a))
+
+    @staticmethod
+    def _cap_offset(a: Args) -> tuple[int, Span] | None:
+        """``@ 0xd0``: where the capability sits in config space (checked by the stubs)."""
+        if not a.opt_punct("@"):
+            return None
+        value, span = a.number("the capability's offset in config space", 0, 0xFFF)
+        return value, span
 
     def _bar_offset(self, a: Args) -> tuple[int, int]:
         a.word("bar")
@@ -1513,6 +1556,7 @@ class Lowerer:
         cpus: list[int] = []
         owns: list[ast.Selector] = []
         budget: tuple[int, Span] | None = None
+        prefix: tuple[str, Span] | None = None
         seen = _Seen(self._templated)
         for sub, senv in self._expand(self._block(st, "'partition'"), env):
             try:
@@ -1531,12 +1575,14 @@ class Lowerer:
                             break
                 elif w == "msi-budget":
                     budget = b.number("the MSI budget", 0, 0xFFFFFFFF)
+                elif w == "stub-prefix":
+                    prefix = b.string("the symbol prefix of the partition's stubs")
                 else:
-                    self._unknown(sub, ["cpus", "owns", "msi-budget"], "in 'partition'")
+                    self._unknown(sub, ["cpus", "owns", "msi-budget", "stub-prefix"], "in 'partition'")
                 b.end()
             except _Bad as e:
                 self._report(e)
-        return ast.PartitionDecl(name, tuple(cpus), tuple(owns), budget, st.span)
+        return ast.PartitionDecl(name, tuple(cpus), tuple(owns), budget, st.span, prefix)
 
     # ------------------------------------------------------------ raw nodes
 

@@ -140,6 +140,8 @@ class MsiCap:
     is64: bool
     maskable: bool
     span: Span
+    offset: int | None = None  # config-space offset, if declared (the stubs check it)
+    offset_span: Span | None = None
 
     @property
     def mmc(self) -> int:
@@ -155,6 +157,8 @@ class MsixCap:
     pba_bir: int
     pba_offset: int
     span: Span
+    offset: int | None = None  # config-space offset, if declared (the stubs check it)
+    offset_span: Span | None = None
 
     @property
     def table_bytes(self) -> int:
@@ -215,6 +219,7 @@ class Function:
     sriov: Sriov | None = None
     pf: Function | None = None
     vf_index: int | None = None
+    quirks: tuple[str, ...] = ()  # lower.QUIRKS the stubs honour
     # computed by resolve
     dma_alias: int = 0  # requester ID the host bridge sees
     dma_alias_of: Function | None = None  # the bridge that takes ownership, if any
@@ -426,6 +431,7 @@ class Partition:
     pes: list[Pe]
     msi_budget: int | None
     span: Span
+    stub_prefix: tuple[str, Span] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,6 +452,7 @@ class Platform:
     size_cells: int
     cpus: int
     span: Span | None
+    stub_prefix: tuple[str, Span] | None = None
 
 
 @dataclass(eq=False, slots=True)

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+# What ``compile --emit`` can choose; everything by default.
+OUTPUT_KINDS = ("dtb", "dts", "json", "c", "python")
+
 
 @dataclass(frozen=True)
 class CompileOptions:
@@ -20,4 +23,5 @@ class CompileOptions:
     silenced: frozenset[str] = frozenset()
     depfile: Path | None = None
     report: bool = False  # also write the readable allocation table
+    emit: frozenset[str] = frozenset(OUTPUT_KINDS)  # which outputs to write (OUTPUT_KINDS)
     color: bool = False

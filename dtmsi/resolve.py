@@ -168,6 +168,7 @@ class Resolver:
             d.size_cells,
             d.cpus or 1,
             d.span,
+            d.stub_prefix,
         )
 
     def _controller(self, d: ast.ControllerDecl) -> None:
@@ -398,6 +399,7 @@ class Resolver:
             d.devfn_span,
             d.intx_span,
             pinned_bus=d.bus,
+            quirks=d.quirks,
         )
         if d.sriov is not None:
             sv = d.sriov
@@ -425,13 +427,17 @@ class Resolver:
 
     @staticmethod
     def _msi(d: ast.MsiCapDecl | None) -> m.MsiCap | None:
-        return m.MsiCap(d.vectors, d.is64, d.maskable, d.span) if d else None
+        if d is None:
+            return None
+        off, off_span = d.offset if d.offset else (None, None)
+        return m.MsiCap(d.vectors, d.is64, d.maskable, d.span, off, off_span)
 
     @staticmethod
     def _msix(d: ast.MsixCapDecl | None) -> m.MsixCap | None:
         if d is None:
             return None
-        return m.MsixCap(d.table_size, d.table_bir, d.table_offset, d.pba_bir, d.pba_offset, d.span)
+        off, off_span = d.offset if d.offset else (None, None)
+        return m.MsixCap(d.table_size, d.table_bir, d.table_offset, d.pba_bir, d.pba_offset, d.span, off, off_span)
 
     def _check_domains(self) -> None:
         with_domain = [hb for hb in self.host_bridges if hb.domain is not None]
@@ -572,6 +578,7 @@ class Resolver:
                     pf.devfn_span,
                 )
                 vf.bus = bus
+                vf.quirks = pf.quirks
                 vf.pf = pf
                 vf.vf_index = i
                 sv.vfs.append(vf)
@@ -989,7 +996,15 @@ class Resolver:
                         owned_pes.append(pe)
                 fns.extend(self._select(s, pes))
             out.append(
-                m.Partition(d.name, d.cpus, _unique(fns), owned_pes, d.msi_budget[0] if d.msi_budget else None, d.span)
+                m.Partition(
+                    d.name,
+                    d.cpus,
+                    _unique(fns),
+                    owned_pes,
+                    d.msi_budget[0] if d.msi_budget else None,
+                    d.span,
+                    d.stub_prefix,
+                )
             )
         return out
 

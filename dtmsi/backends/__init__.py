@@ -3,14 +3,17 @@ apart from that: nothing reaches its final name before the driver commits."""
 
 from __future__ import annotations
 
+import hashlib
+
 from dtmsi import report
 from dtmsi.alloc import AllocationResult
 from dtmsi.artifacts import Outputs
-from dtmsi.backends import devicetree
+from dtmsi.backends import devicetree, stubs
 from dtmsi.devicetree.tree import Tree
 from dtmsi.diagnostics import DiagnosticSink
 from dtmsi.model import Machine
 from dtmsi.options import CompileOptions
+from dtmsi.stubs.plan import build_plans
 
 
 def render_all(
@@ -21,11 +24,25 @@ def render_all(
     sink: DiagnosticSink,
     outputs: Outputs,
 ) -> None:
-    devicetree.render(machine, allocation, base, sink, outputs)
+    # allocation.json first: the stubs carry its digest, which changes exactly
+    # when an MSI decision does (a comment in the input changes neither).
+    digest = hashlib.sha256()
+    with outputs.open("allocation.json", "json" in options.emit) as fh:
+        for piece in report.json_pieces(machine, allocation):
+            data = piece.encode()
+            digest.update(data)
+            fh.write(data)
+    # The stubs before the device trees: the plans are let go before the tree
+    # writer needs its memory (a 100k-function compile peaks in the writer).
+    # The stubs' names are checked (E204) whether or not they are emitted.
+    plans = build_plans(machine, allocation, "sha256:" + digest.hexdigest(), sink)
+    languages = [lang for lang in ("c", "python") if lang in options.emit]
+    stubs.render(plans, languages, outputs, sink)
+    del plans
     if sink.has_errors:
         return
-    with outputs.open("allocation.json") as fh:
-        for piece in report.json_pieces(machine, allocation):
-            fh.write(piece.encode())
+    devicetree.render(machine, allocation, base, sink, outputs, options.emit)
+    if sink.has_errors:
+        return
     if options.report:
         outputs.add("allocation.txt", report.render_table(machine, allocation).encode())

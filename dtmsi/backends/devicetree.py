@@ -109,7 +109,12 @@ def check_raw_references(machine: Machine, tree: Tree, refs: dict[str, str], sin
 
 
 def render(
-    machine: Machine, allocation: AllocationResult, base: Tree | None, sink: DiagnosticSink, outputs: Outputs
+    machine: Machine,
+    allocation: AllocationResult,
+    base: Tree | None,
+    sink: DiagnosticSink,
+    outputs: Outputs,
+    emit: frozenset[str] = frozenset({"dtb", "dts"}),
 ) -> None:
     refs = base_refs(machine, base, sink)
     if sink.has_errors:
@@ -127,7 +132,8 @@ def render(
             if sink.has_errors:
                 return
         try:
-            with outputs.open(f"{name}.dtb") as dtb, outputs.open(f"{name}.dts") as dts:
+            # Trees are made even when not emitted: the writer finds some errors.
+            with outputs.open(f"{name}.dtb", "dtb" in emit) as dtb, outputs.open(f"{name}.dts", "dts" in emit) as dts:
                 printer = DtsPrinter(dts.write, lambda dts=dts: (dts.seek(0), dts.truncate()))  # type: ignore[misc]
                 write_tree(tree, dtb.write, printer)
         except DeviceTreeError as e:

@@ -31,6 +31,7 @@ ALL: tuple[Check, ...] = (
     intx.intx_routes,
     msi.msi_capability,
     msi.msix_capability,
+    msi.capability_offsets,
     msi.msi_map_shape,
     msi.msi_map_coverage,
     msi.device_id_collisions,

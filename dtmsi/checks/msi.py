@@ -6,6 +6,7 @@ from dtmsi import codes as C
 from dtmsi.checks.base import Report
 from dtmsi.diagnostics import Note
 from dtmsi.model import Bar, Function, Machine, MsiCap, MsixCap
+from dtmsi.source import Span
 
 
 def _functions(machine: Machine) -> list[Function]:
@@ -116,6 +117,51 @@ def msix_capability(machine: Machine, report: Report) -> None:
                     C.MSIX_OVERLAP,
                     msix.span,
                     f"MSI-X table [{t0:#x}, {t1:#x}) and PBA [{p0:#x}, {p1:#x}) overlap in BAR {msix.table_bir}",
+                    function=f,
+                )
+
+
+def _msi_cap_bytes(msi: MsiCap) -> int:
+    """Size of the MSI capability structure: 10, 14, 20 or 24 bytes."""
+    return 10 + (4 if msi.is64 else 0) + (10 if msi.maskable else 0)
+
+
+def capability_offsets(machine: Machine, report: Report) -> None:
+    """Declared capability offsets (``msi ... @ 0xd0``): in the PCI-compatible
+    header's capability area 0x40..0xff (capability pointers are 8 bits),
+    dword-aligned (the pointer's low two bits are reserved), and the MSI and
+    MSI-X structures of one function do not overlap.
+
+    PCI Local Bus spec 3.0 sec. 6.7 (capabilities list), 6.8.1 and 6.8.2
+    (structure sizes); Linux __pci_find_next_cap_ttl() masks pointers with ~3.
+    """
+    for f in _functions(machine):
+        msi, msix, _ = _msi_caps(f)
+        regions: list[tuple[str, int, int, Span]] = []
+        if msi is not None and msi.offset is not None:
+            regions.append(("MSI", msi.offset, _msi_cap_bytes(msi), msi.offset_span or msi.span))
+        if msix is not None and msix.offset is not None:
+            regions.append(("MSI-X", msix.offset, 12, msix.offset_span or msix.span))
+        bad = False
+        for what, off, size, span in regions:
+            if off < 0x40 or off + size > 0x100 or off % 4:
+                bad = True
+                report(
+                    C.CAP_OFFSET,
+                    span,
+                    f"{what} capability of '{f.name}' at {off:#x} ({size} bytes) must be dword-aligned "
+                    "and lie in 0x40..0xff",
+                    hint="capabilities follow the 64-byte header; pointers are 8 bits with the low two reserved",
+                    function=f,
+                )
+        if len(regions) == 2 and not bad:
+            (_, a, asz, _), (_, b, bsz, bspan) = regions
+            if a < b + bsz and b < a + asz:
+                report(
+                    C.CAP_OFFSET,
+                    bspan,
+                    f"MSI-X capability of '{f.name}' at {b:#x} overlaps its MSI capability at {a:#x}"
+                    f" ({asz} bytes)",
                     function=f,
                 )
 

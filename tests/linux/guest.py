@@ -17,6 +17,10 @@ Public API::
     fn = report.function("00:01.0")
     fn.msi_mode, fn.vectors, fn.delivered, fn.its_device_ids
     qemu_tree = dump_qemu_dtb(devices)         # QEMU's own DTB for the same options
+    # a program of the test's own, run by /init before the report:
+    extra = initramfs_overlay({"dtmsi-stub/run.sh": script}, executables=["dtmsi-stub/run.sh"])
+    report = boot(guest, dtb, devices, extra_initrd=extra, trace_events=["pci_cfg_write"])
+    report.sections["stub"], report.trace
 
 Everything runs as subprocesses with explicit time limits; a missing tool is
 a :class:`HarnessError` naming the Debian package to install.
@@ -59,6 +63,7 @@ __all__ = [
     "boot",
     "dump_qemu_dtb",
     "ensure_guest",
+    "initramfs_overlay",
     "kernel_command_line",
     "pack_dtb",
     "parse_report",
@@ -281,6 +286,12 @@ class BootReport:
     its_writes: dict[int, int]
     qemu_command: tuple[str, ...]
     warnings: tuple[str, ...] = ()  # kernel WARNING/BUG lines
+    #: QEMU's whole trace log (the ITS events plus any ``trace_events`` of boot).
+    trace: str = ""
+    #: The report's ``@@BEGIN name`` ... ``@@END name`` sections: "interrupts",
+    #: "dmesg", and "stub" (output of an appended /dtmsi-stub/run.sh, last line
+    #: "exit N").
+    sections: dict[str, str] = field(default_factory=dict)
 
     def function(self, bdf: str) -> FunctionReport:
         """The function at ``bdf`` ("00:01.0" or "0000:00:01.0")."""
@@ -551,6 +562,28 @@ class _Cpio:
         return b"".join(self._parts)
 
 
+def initramfs_overlay(files: Mapping[str, bytes], executables: Sequence[str] = ()) -> bytes:
+    """A cpio archive to append to the guest's initramfs (``boot(extra_initrd=...)``).
+
+    ``files`` maps paths inside the guest ("dtmsi-stub/run.sh") to contents;
+    the directories they need are created, ``executables`` get mode 0755.
+    The kernel unpacks it over the base archive.
+    """
+    cpio = _Cpio()
+    made: set[str] = set()
+    for name in sorted(files):
+        path = name.strip("/")
+        parts = path.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            d = "/".join(parts[:i])
+            if d not in made:
+                made.add(d)
+                cpio.directory(d)
+        executable = name in executables or path in executables
+        cpio.file(path, files[name], 0o755 if executable else 0o644)
+    return cpio.finish()
+
+
 def _build_initramfs(
     kernel_root: Path, busybox_root: Path, release: str, modules: Sequence[str], work: Path
 ) -> tuple[bytes, tuple[str, ...]]:
@@ -797,16 +830,23 @@ def qemu_command(
     options: GuestOptions = GuestOptions(),
     extra_args: Sequence[str] = (),
     kernel_args: Sequence[str] = (),
+    trace_events: Sequence[str] = (),
+    initrd: Path | None = None,
 ) -> list[str]:
-    """The exact qemu-system-aarch64 argv :func:`boot` runs."""
+    """The exact qemu-system-aarch64 argv :func:`boot` runs.
+
+    ``trace_events`` are QEMU trace events logged besides the ITS ones;
+    ``initrd`` replaces the guest's own initramfs (boot's ``extra_initrd``).
+    """
     if "," in str(serial_log):
         raise HarnessError(f"QEMU cannot take a serial log path with a comma: {serial_log}")
+    initrd = guest.initrd if initrd is None else initrd
     cmd = [QEMU, *_machine_args(machine, smp, memory), "-no-reboot",
            "-serial", f"file:{serial_log}",
-           "-kernel", str(guest.kernel), "-initrd", str(guest.initrd), "-dtb", str(dtb),
+           "-kernel", str(guest.kernel), "-initrd", str(initrd), "-dtb", str(dtb),
            "-append", kernel_command_line(options, kernel_args)]  # fmt: skip
     if trace_log is not None:
-        for event in ITS_TRACE_EVENTS:
+        for event in dict.fromkeys([*ITS_TRACE_EVENTS, *trace_events]):
             cmd += ["-trace", f"enable={event}"]
         cmd += ["-D", str(trace_log)]
     return cmd + _device_args(qemu_devices) + list(extra_args)
@@ -881,6 +921,8 @@ def boot(
     extra_args: Sequence[str] = (),
     kernel_args: Sequence[str] = (),
     keep_dir: Path | None = None,
+    extra_initrd: bytes | None = None,
+    trace_events: Sequence[str] = (),
 ) -> BootReport:
     """Boot ``guest`` on ``dtb`` with the given PCI devices and read its report.
 
@@ -889,6 +931,10 @@ def boot(
     are (e.g. ``-netdev``/``-drive`` backends), ``kernel_args`` to the kernel.
     ``smp`` and ``memory`` must agree with the tree's /cpus (QEMU rewrites
     /memory itself).  ``keep_dir`` keeps the serial log and QEMU's ITS trace.
+    ``extra_initrd`` is an archive appended to the guest's initramfs (see
+    :func:`initramfs_overlay`; a /dtmsi-stub/run.sh in it runs before the
+    report, its output in ``report.sections["stub"]``); ``trace_events`` are
+    QEMU trace events logged besides the ITS ones (``report.trace``).
     Raises :class:`GuestBootError` when the guest panics before its report,
     hangs past ``timeout_s`` or prints no complete report.
     """
@@ -903,10 +949,17 @@ def boot(
         serial_log, trace_log = work / "serial.log", work / "its-trace.log"
         for stale in (serial_log, trace_log):
             stale.unlink(missing_ok=True)
+        initrd: Path | None = None
+        if extra_initrd is not None:
+            # Concatenated archives: the kernel skips the zero padding between
+            # them and wants each to start 4-byte aligned.
+            base = guest.initrd.read_bytes()
+            initrd = work / "initrd-extra.img"
+            initrd.write_bytes(base + b"\0" * (-len(base) % 512) + extra_initrd)
         cmd = qemu_command(
             guest, dtb, qemu_devices, serial_log, machine=machine, smp=smp, memory=memory,
             trace_log=trace_log, options=options, extra_args=extra_args,
-            kernel_args=kernel_args,
+            kernel_args=kernel_args, trace_events=trace_events, initrd=initrd,
         )  # fmt: skip
         start = time.monotonic()
         try:
@@ -1182,4 +1235,6 @@ def parse_report(
         its_writes=writes,
         qemu_command=tuple(command),
         warnings=kernel_warnings,
+        trace=trace,
+        sections=sections,
     )

@@ -14,6 +14,12 @@
 #   dtmsi.probe=S    give up waiting for the modprobes after S seconds
 #                    (default 5; a module still loading is reported as stuck)
 #   dtmsi.net=0      leave network interfaces down (no traffic)
+#   dtmsi.stub_timeout=S  stop /dtmsi-stub/run.sh after S seconds (default 20)
+#
+# A test can append a cpio archive of its own to the initramfs (the kernel
+# unpacks concatenated archives) carrying /dtmsi-stub/run.sh: it runs once the
+# drivers have settled, before the report (which then shows its effects), and
+# its output and exit status are the report's "stub" section.
 
 /bin/busybox --install -s
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
@@ -26,12 +32,14 @@ settle=8
 stable_need=1
 probe=5
 net=1
+stub_timeout=20
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
 	dtmsi.settle=*) settle=${arg#*=} ;;
 	dtmsi.stable=*) stable_need=${arg#*=} ;;
 	dtmsi.probe=*) probe=${arg#*=} ;;
 	dtmsi.net=*) net=${arg#*=} ;;
+	dtmsi.stub_timeout=*) stub_timeout=${arg#*=} ;;
 	esac
 done
 
@@ -176,6 +184,13 @@ for pa in $pids; do
 	kill -0 "${pa%%:*}" 2>/dev/null && stuck="$stuck ${pa#*:}"
 done
 
+# The test's own program, if its archive brought one (see the top).
+if [ -e /dtmsi-stub/run.sh ]; then
+	echo "@@DTMSI stage=stub uptime=$(cut -d' ' -f1 /proc/uptime)"
+	timeout "$stub_timeout" sh /dtmsi-stub/run.sh >/tmp/dtmsi-stub.out 2>&1 </dev/null
+	echo "exit $?" >>/tmp/dtmsi-stub.out
+fi
+
 cfg_byte() {
 	od -An -tu1 -j "$2" -N1 "$1/config" | tr -d ' '
 }
@@ -247,6 +262,11 @@ done
 echo "@@BEGIN interrupts"
 cat /proc/interrupts
 echo "@@END interrupts"
+if [ -e /tmp/dtmsi-stub.out ]; then
+	echo "@@BEGIN stub"
+	cat /tmp/dtmsi-stub.out
+	echo "@@END stub"
+fi
 echo "@@BEGIN dmesg"
 dmesg
 echo "@@END dmesg"

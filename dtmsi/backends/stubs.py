@@ -1,0 +1,55 @@
+"""Stub backends: each partition's plan rendered through the Jinja2 templates in
+templates/c/ and templates/python/ into ``<stem>.h``, ``<stem>.c`` and ``<stem>.py``.
+
+The templates get a :class:`~dtmsi.stubs.views.StubView` and only place its
+strings (StrictUndefined: a misspelt field is an error, not an empty string);
+every file is streamed into its staged output as it is rendered.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import jinja2
+
+from dtmsi.artifacts import Outputs
+from dtmsi.diagnostics import DiagnosticSink
+from dtmsi.resources import data_dir
+from dtmsi.stubs.plan import StubPlan
+from dtmsi.stubs.views import Sections, StubView
+
+# Output kinds a compile can be asked for (``--emit``) and the templates behind them.
+STUB_FILES: dict[str, tuple[tuple[str, str], ...]] = {
+    "c": (("c/msi.h.j2", ".h"), ("c/msi.c.j2", ".c")),
+    "python": (("python/msi.py.j2", ".py"),),
+}
+
+
+@functools.cache
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(data_dir("templates"))),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def render(plans: Sequence[StubPlan], languages: Sequence[str], outputs: Outputs, sink: DiagnosticSink) -> None:
+    """Every plan's files in ``languages``. Every plan's functions are walked,
+    whatever the languages: that is where their names are checked (E204);
+    after an error nothing more is rendered."""
+    for plan in plans:
+        with Sections(plan, languages, sink) as sections:
+            if sink.has_errors:
+                continue
+            view = StubView(plan, sections)
+            context = {"plan": view, "sections": sections, "p": view.prefix, "P": view.upper}
+            for lang in languages:
+                for template, suffix in STUB_FILES[lang]:
+                    with outputs.open(plan.stem + suffix) as fh:
+                        for chunk in environment().get_template(template).generate(context):
+                            fh.write(chunk.encode("utf-8"))

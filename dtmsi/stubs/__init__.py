@@ -1,0 +1,1 @@
+"""The MSI setup stubs: plan (what to do), names (identifiers), views (what templates print)."""
