@@ -147,7 +147,7 @@ class PaprHypervisor:
     requests: list[Request] = field(init=False, default_factory=list)
     _bitmap: bytearray = field(init=False, default_factory=bytearray)
     _busy: list[_Busy] = field(init=False, default_factory=list)
-    _short: dict[Bdf, int] = field(init=False, default_factory=dict)
+    _short: dict[tuple[Bdf, str | None], int] = field(init=False, default_factory=dict)
     _errors: list[_Error] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
@@ -163,10 +163,11 @@ class PaprHypervisor:
             raise ValueError(f"not busy statuses: {bad}")
         self._busy.append(_Busy(list(statuses), bdf, service))
 
-    def inject_short(self, bdf: Bdf, k: int) -> None:
-        """Cap the function's grant at ``k``: a request for more is answered
-        as QEMU answers one above the maximum (status 0, ret[1] = k)."""
-        self._short[bdf] = k
+    def inject_short(self, bdf: Bdf, k: int, kind: Literal["msi", "msix"] | None = None) -> None:
+        """Cap the function's grant at ``k`` (of MSI or MSI-X only, with
+        ``kind``): a request for more is answered as QEMU answers one above
+        the maximum (status 0, ret[1] = k)."""
+        self._short[(bdf, kind)] = k
 
     def inject_error(
         self,
@@ -282,9 +283,10 @@ class PaprHypervisor:
             if self.non_pow2 == "refuse":
                 return [RTAS_OUT_PARAM_ERROR]
             max_irqs = min(max_irqs, 1 << (req_num.bit_length() - 1))
-        cap = self._short.get(dev.bdf)
-        if cap is not None:
-            max_irqs = min(max_irqs, cap)
+        for key in ((dev.bdf, None), (dev.bdf, kind)):
+            cap = self._short.get(key)
+            if cap is not None:
+                max_irqs = min(max_irqs, cap)
         if req_num > max_irqs:
             return [RTAS_OUT_SUCCESS, max_irqs, seq_num + 1, rtype]
         # QEMU: `align -= 1` on a bool: MSI unaligned, MSI-X 2-aligned; PowerVM: an

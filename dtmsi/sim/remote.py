@@ -15,7 +15,7 @@ from __future__ import annotations
 import subprocess
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -191,13 +191,15 @@ class _Watchdog:
 def run_c_stub(
     exe: Path | str,
     sim: Simulator,
-    commands: Sequence[str],
+    commands: Sequence[str | Callable[[Simulator], object]],
     runner: Sequence[str] = (),
     *,
     timeout: float = 120.0,
     mirror_missing_hooks: bool = True,
 ) -> HarnessRun:
     """Run ``commands`` in the harness, answering its hook calls from ``sim``.
+    A callable among them is called with ``sim`` between the commands around
+    it (to reset a function, say).
 
     With ``mirror_missing_hooks`` every hook the simulator lacks
     (``missing_hooks``) is first removed in the harness too (``nohook``),
@@ -220,6 +222,9 @@ def run_c_stub(
         try:
             assert proc.stdin is not None and proc.stdout is not None
             for i, cmd in enumerate([*pre, *commands]):
+                if callable(cmd):  # something that happens to the machine between commands (a reset)
+                    cmd(sim)
+                    continue
                 value = _command(proc.stdin, proc.stdout, sim, cmd, run)
                 if i >= len(pre):
                     run.outputs.append((cmd, value))
