@@ -5,8 +5,9 @@
 This is the only code that writes tests/golden/. Every example in examples/
 is compiled exactly as tests/test_examples.py compiles it (the CLI, run from
 the repository root on ``examples/<name>/<name>.msi``), and every ``.dts`` it
-produces (system.dts plus one per partition) replaces the golden copy; golden
-``.dts`` files the compiler no longer produces are removed. Review the diff
+produces (system.dts plus one per partition), and for one example per MSI
+mode (``STUB_GOLDEN``) the generated stubs ``*_msi.h/.c/.py``, replace the
+golden copies; golden files the compiler no longer produces are removed. Review the diff
 like code before committing it: the golden files are what the tests hold the
 compiler to.
 """
@@ -49,14 +50,20 @@ def compile_example(name: str, outdir: Path) -> subprocess.CompletedProcess[str]
     )
 
 
-def dts_outputs(outdir: Path) -> dict[str, str]:
-    """File name -> text of every .dts in a compile's output directory."""
-    return {p.name: p.read_text(encoding="utf-8") for p in sorted(outdir.glob("*.dts"))}
+# One example per MSI mode whose generated stubs are golden too (native, OPAL, PAPR).
+STUB_GOLDEN = ("qemu-virt", "powernv-opal", "worked-papr")
+
+
+def reviewed_outputs(outdir: Path, name: str) -> dict[str, str]:
+    """File name -> text of the outputs of example ``name`` that are held to
+    golden copies: every .dts, and the stubs of the STUB_GOLDEN examples."""
+    patterns = ["*.dts", *(("*_msi.h", "*_msi.c", "*_msi.py") if name in STUB_GOLDEN else ())]
+    return {p.name: p.read_text(encoding="utf-8") for pat in patterns for p in sorted(outdir.glob(pat))}
 
 
 def golden_files(name: str) -> dict[str, str]:
-    """File name -> text of the golden .dts files of one example (empty if none)."""
-    return dts_outputs(GOLDEN / name) if (GOLDEN / name).is_dir() else {}
+    """File name -> text of the golden files of one example (empty if none)."""
+    return reviewed_outputs(GOLDEN / name, name) if (GOLDEN / name).is_dir() else {}
 
 
 def update(name: str) -> tuple[bool, list[str]]:
@@ -68,7 +75,7 @@ def update(name: str) -> tuple[bool, list[str]]:
             sys.stderr.write(f"golden: {name}: compile failed (exit {proc.returncode}):\n"
                              f"{proc.stderr}")
             return False, []
-        new = dts_outputs(out)
+        new = reviewed_outputs(out, name)
     old = golden_files(name)
     target = GOLDEN / name
     target.mkdir(parents=True, exist_ok=True)

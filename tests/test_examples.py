@@ -18,7 +18,7 @@ import pytest
 from pyfdt.pyfdt import FdtBlobParse
 
 from tests.conftest import CompileExample, RunDtc, cells, pci_tree_problems, read_nodes
-from tests.golden_update import dts_outputs, example_names, golden_files
+from tests.golden_update import example_names, golden_files, reviewed_outputs
 
 EXAMPLES = example_names()
 
@@ -109,12 +109,12 @@ def test_every_example_has_golden_files() -> None:
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
-def test_dts_matches_golden(name: str, compile_example: CompileExample) -> None:
+def test_outputs_match_golden(name: str, compile_example: CompileExample) -> None:
     out = compile_example(name)
-    actual = dts_outputs(out)
+    actual = reviewed_outputs(out, name)
     expected = golden_files(name)
     assert sorted(actual) == sorted(expected), (
-        f"{name}: compiled .dts files {sorted(actual)} differ from golden {sorted(expected)}")
+        f"{name}: compiled files {sorted(actual)} differ from golden {sorted(expected)}")
     diffs = [_diff(expected[f], actual[f], f"{name}/{f}")
              for f in expected if expected[f] != actual[f]]
     if diffs:

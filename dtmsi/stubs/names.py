@@ -110,6 +110,12 @@ def py_comment(text: str) -> str:
     return printable(text)
 
 
+def py_docstring(text: str) -> str:
+    """Text safe inside a (non-raw) triple-quoted string: printable ASCII with
+    ``\\`` doubled and ``"`` spelled ``\\x22``, so no quote can end it."""
+    return printable(text).replace('"', "\\x22")
+
+
 def c_string(text: str) -> str:
     """A C string literal holding ``text``'s UTF-8 bytes: printable ASCII as
     itself (``"`` and ``\\`` escaped, ``?`` escaped against trigraphs), every

@@ -25,6 +25,7 @@ from dtmsi.stubs.names import (
     mangle,
     printable,
     py_comment,
+    py_docstring,
     py_string,
 )
 
@@ -99,6 +100,9 @@ def test_c_comment_cannot_end_or_nest(text: str) -> None:
 def test_python_forms_read_back(text: str) -> None:
     assert ast.literal_eval(py_string(text)) == text
     assert "\n" not in py_comment(text) and "\r" not in py_comment(text)
+    # Inside a docstring the escaped text reads back as the text itself.
+    doc = '"""' + py_docstring(text) + '"""'
+    assert ast.literal_eval(doc) == text
 
 
 def test_c_forms_read_back_through_gcc(tmp_path: Path) -> None:
