@@ -359,6 +359,7 @@ def _function(
         bar_pci = bar.address or 0 if bar is not None else 0
     where = f"{f.full_bdf} {f.name} - {f.span.short()}"
     slots = max(nvec, fb_msi_nvec)
+    opal_pe = f.bus if mode == "opal" else 0  # OPAL: one PE per bus, numbered by it (Linux's powernv bus PEs)
     return PlanFunction(
         index,
         ident,
@@ -394,6 +395,6 @@ def _function(
         (f.bus << 16) | (f.devfn << 8),
         fb_msi_nvec,
         fb_msi_min,
-        f.bus,  # OPAL PE: one PE per bus, numbered by it (Linux's powernv bus PEs)
-        f.bus,  # MVE = PE number, as Linux's pnv_ioda assigns it
+        opal_pe,
+        opal_pe,  # MVE = PE number, as Linux's pnv_ioda assigns it
     )
