@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.golden_update import EXAMPLES, ROOT, example_names, golden_files
+from tests.golden_update import EXAMPLES, ROOT, example_names, golden_files, reviewed_outputs
 
 pytestmark = pytest.mark.xfail(
     not (ROOT / "README.md").is_file(), strict=True,
@@ -75,7 +75,10 @@ def test_wheel_contents(wheel: Path) -> None:
     for grammar in sorted((ROOT / "grammars").glob("*.lark")):
         assert f"dtmsi/grammars/{grammar.name}" in names, f"{grammar.name} missing from the wheel"
     assert "dtmsi/grammars/dtmsi.lark" in names
-    assert any(n.startswith("dtmsi/templates/") for n in names), "no dtmsi/templates/ in the wheel"
+    for template in sorted((ROOT / "templates").rglob("*")):
+        if template.is_file() and template.name != "README.md":
+            rel = template.relative_to(ROOT / "templates").as_posix()
+            assert f"dtmsi/templates/{rel}" in names, f"template {rel} missing from the wheel"
     assert "dtmsi/py.typed" in names, "py.typed missing: the package claims to be typed"
     assert "dtmsi/cli.py" in names and "dtmsi/__main__.py" in names
     assert not [n for n in names if n.startswith(("tests/", "examples/"))], "tests in the wheel"
@@ -119,5 +122,5 @@ def test_installed_script_reproduces_the_golden_files(venv: Path, tmp_path: Path
         out = tmp_path / "out" / name
         _run([venv / "bin" / "dtmsi", "compile", f"examples/{name}/{name}.msi", "-o", out],
              cwd=tmp_path, what=f"the installed dtmsi compiling {name}")
-        dts = {p.name: p.read_text() for p in out.glob("*.dts")}
-        assert dts == golden_files(name), f"{name}: installed dtmsi differs from the golden files"
+        installed = reviewed_outputs(out, name)
+        assert installed == golden_files(name), f"{name}: installed dtmsi differs from the golden files"
