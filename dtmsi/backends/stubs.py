@@ -27,6 +27,19 @@ STUB_FILES: dict[str, tuple[tuple[str, str], ...]] = {
 
 
 @functools.cache
+def fragment(name: str) -> str:
+    """A template fragment that is code, not a template (the engines, the
+    Python types): placed verbatim, with only ``{{ p }}``/``{{ P }}`` (the
+    symbol prefixes) substituted. Jinja would lex ~2,500 lines of C and
+    Python on every compile for those two names."""
+    return (data_dir("templates") / name).read_text(encoding="utf-8")
+
+
+def placed(name: str, prefix: str) -> str:
+    return fragment(name).replace("{{ p }}", prefix).replace("{{ P }}", prefix.upper())
+
+
+@functools.cache
 def environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(data_dir("templates"))),
@@ -47,7 +60,15 @@ def render(plans: Sequence[StubPlan], languages: Sequence[str], outputs: Outputs
             if sink.has_errors:
                 continue
             view = StubView(plan, sections)
-            context = {"plan": view, "sections": sections, "p": view.prefix, "P": view.upper}
+            context = {
+                "plan": view,
+                "sections": sections,
+                "p": view.prefix,
+                "P": view.upper,
+                "engine_c": placed("c/engine.c.in", view.prefix),
+                "engine_py": placed("python/engine.py.in", view.prefix),
+                "types_py": placed("python/types.py.in", view.prefix),
+            }
             for lang in languages:
                 for template, suffix in STUB_FILES[lang]:
                     with outputs.open(plan.stem + suffix) as fh:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from functools import cache
+from typing import Literal, NamedTuple
 
 from dtmsi import __version__
 from dtmsi import codes as C
@@ -84,9 +85,10 @@ class PlanHostBridge:
     windows: tuple[PlanWindow, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class PlanFunction:
-    index: int
+class PlanFunction(NamedTuple):
+    """One function's row (a tuple: a 100k-function plan makes 100k of them)."""
+
+    position: int  # index in the table
     ident: str  # mangled, upper-case: FN_<IDENT>
     name_c: str
     name_py: str
@@ -303,6 +305,11 @@ def _build_plan(
     )
 
 
+@cache
+def _flag_names(flags: int) -> tuple[str, ...]:
+    return tuple(n for bit, n in FLAG_NAMES if flags & bit)
+
+
 def _function(
     a: Allocation,
     f: Function,
@@ -327,7 +334,7 @@ def _function(
     if "no-64bit-msi" in f.quirks:
         flags |= F_NO_64BIT_MSI
     mech = a.mechanism
-    chain = list(a.policy.prefer)
+    chain = a.policy.prefer
     later = chain[chain.index(mech) + 1 :] if mech in chain else []
     fb_msi_nvec = fb_msi_min = 0
     if mode == "papr" and mech == "msix" and "msi" in later and msi is not None:
@@ -375,7 +382,7 @@ def _function(
         MECH_CODES[mech],
         mech,
         flags,
-        tuple(n for bit, n in FLAG_NAMES if flags & bit),
+        _flag_names(flags),
         (msi.offset or 0) if msi is not None else 0,
         (msix.offset or 0) if msix is not None else 0,
         nvec,

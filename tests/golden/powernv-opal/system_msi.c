@@ -57,7 +57,7 @@ const struct dtmsi_system_run dtmsi_system_runs[] = {
 /* ================================================================ the engine
  *
  * The same engine for every table: a transcription of the Python stub's
- * engine (templates/python/engine.py.inc in dtmsi). For the same hook answers
+ * engine (templates/python/engine.py.in in dtmsi). For the same hook answers
  * both make the same hook calls, with the same arguments, in the same order,
  * and leave the same results (dtmsi/stubs/CONTRACT.md, "Sequences").
  *

@@ -131,6 +131,7 @@ class OpalHooks(Hooks, Protocol):
 
     def opal_get_msi(self, phb_id: int, mve: int, xive: int, is64: int) -> tuple[int, int, int]: ...
 
+
 # Function indices
 FN_ETH0: Final = 0
 FN_NVME0: Final = 1
