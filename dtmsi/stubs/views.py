@@ -12,6 +12,7 @@ once for every output.
 from __future__ import annotations
 
 import contextlib
+import functools
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -52,23 +53,27 @@ class FunctionView:
         self.upper = upper
 
     @property
-    def c(self) -> tuple[str, ...]:
-        """C designated initializers, in the struct's field order, a line per topic."""
+    def c_record(self) -> str:
+        """The function's table record: its provenance, then C designated
+        initializers in the struct's field order, a line per topic."""
         f, upper = self.f, self.upper
-        flags = " | ".join(f"{upper}_F_{n}" for n in f.flag_names) or "0U"
+        flags = _c_flags(upper, f.flag_names)
+        i = "        "
         return (
-            f".name = {f.name_c}, .seg = {_cu(f.seg)}, .bus = {_cu(f.bus)}, .devfn = {_cu(f.devfn)}, "
-            f".vendor = {_cu(f.vendor)}, .device = {_cu(f.device)},",
-            f".mech = {upper}_MECH_{f.mech_name.upper()}, .flags = {flags}, "
-            f".msi_cap = {_cu(f.msi_cap)}, .msix_cap = {_cu(f.msix_cap)},",
-            f".nvec = {f.nvec}U, .nvec_min = {f.nvec_min}U, .hw_vectors = {f.hw_vectors}U, "
-            f".on_short = {upper}_SHORT_{f.on_short_name.upper()},",
-            f".msix_tsize = {f.msix_tsize}U, .msix_bir = {f.msix_bir}U, .msix_offset = {_cu(f.msix_offset)}, "
-            f".bar_pci = {_cull(f.bar_pci)},",
-            f".hb = {f.hb}U, .run_first = {f.run_first}U, .run_count = {len(f.runs)}U, "
-            f".slot = {f.slot}U, .slots = {f.slots}U,",
-            f".config_addr = {_cu(f.config_addr)}, .fb_msi_nvec = {f.fb_msi_nvec}U, "
-            f".fb_msi_min = {f.fb_msi_min}U, .opal_pe = {f.opal_pe}U, .opal_mve = {f.opal_mve}U",
+            f"    /* {f.comment_c} */\n    [{upper}_FN_{f.ident}] = {{\n"
+            f"{i}.name = {f.name_c}, .seg = {f.seg:#x}U, .bus = {f.bus:#x}U, .devfn = {f.devfn:#x}U, "
+            f".vendor = {f.vendor:#x}U, .device = {f.device:#x}U,\n"
+            f"{i}.mech = {upper}_MECH_{f.mech_name.upper()}, .flags = {flags}, "
+            f".msi_cap = {f.msi_cap:#x}U, .msix_cap = {f.msix_cap:#x}U,\n"
+            f"{i}.nvec = {f.nvec}U, .nvec_min = {f.nvec_min}U, .hw_vectors = {f.hw_vectors}U, "
+            f".on_short = {upper}_SHORT_{f.on_short_name.upper()},\n"
+            f"{i}.msix_tsize = {f.msix_tsize}U, .msix_bir = {f.msix_bir}U, .msix_offset = {f.msix_offset:#x}U, "
+            f".bar_pci = {f.bar_pci:#x}ULL,\n"
+            f"{i}.hb = {f.hb}U, .run_first = {f.run_first}U, .run_count = {len(f.runs)}U, "
+            f".slot = {f.slot}U, .slots = {f.slots}U,\n"
+            f"{i}.config_addr = {f.config_addr:#x}U, .fb_msi_nvec = {f.fb_msi_nvec}U, "
+            f".fb_msi_min = {f.fb_msi_min}U, .opal_pe = {f.opal_pe}U, .opal_mve = {f.opal_mve}U\n"
+            "    },\n"
         )
 
     @property
@@ -87,6 +92,11 @@ class FunctionView:
             f"{len(f.runs)} {f.slot} {f.slots} {f.on_short} {f.config_addr:#x} {f.fb_msi_nvec} "
             f"{f.fb_msi_min} {f.opal_pe} {f.opal_mve}"
         )
+
+
+@functools.cache
+def _c_flags(upper: str, names: tuple[str, ...]) -> str:
+    return " | ".join(f"{upper}_F_{n}" for n in names) or "0U"
 
 
 def _run_c(r: PlanRun) -> str:
@@ -131,8 +141,7 @@ class Sections:
             ident_lower = f.ident.lower()
             if h_fn is not None and c_table is not None and c_runs is not None:
                 h_fn.append(f"#define {upper}_FN_{f.ident} {f.position}U\n")
-                lines = "\n".join("        " + line for line in view.c)
-                c_table.append(f"    /* {f.comment_c} */\n    [{upper}_FN_{f.ident}] = {{\n{lines}\n    }},\n")
+                c_table.append(view.c_record)
                 for r in f.runs:
                     c_runs.append(f"    {_run_c(r)} /* {ident_lower} */\n")
             if py_fn is not None and py_names is not None and py_rows is not None and py_runs is not None:

@@ -30,19 +30,19 @@ const struct dtmsi_system_window dtmsi_system_windows[] = {
 const struct dtmsi_system_function dtmsi_system_table[DTMSI_SYSTEM_NFUNCTIONS_ARRAY] = {
     /* 0000:01:00.0 nvme0 - powernv-opal.msi:29 */
     [DTMSI_SYSTEM_FN_NVME0] = {
-        .name = "nvme0", .seg = 0U, .bus = 1U, .devfn = 0U, .vendor = 0x144dU, .device = 0xa808U,
-        .mech = DTMSI_SYSTEM_MECH_MSIX, .flags = DTMSI_SYSTEM_F_BUS_MASTER, .msi_cap = 0U, .msix_cap = 0U,
+        .name = "nvme0", .seg = 0x0U, .bus = 0x1U, .devfn = 0x0U, .vendor = 0x144dU, .device = 0xa808U,
+        .mech = DTMSI_SYSTEM_MECH_MSIX, .flags = DTMSI_SYSTEM_F_BUS_MASTER, .msi_cap = 0x0U, .msix_cap = 0x0U,
         .nvec = 5U, .nvec_min = 1U, .hw_vectors = 5U, .on_short = DTMSI_SYSTEM_SHORT_DEGRADE,
-        .msix_tsize = 32U, .msix_bir = 0U, .msix_offset = 0x2000U, .bar_pci = 0ULL,
+        .msix_tsize = 32U, .msix_bir = 0U, .msix_offset = 0x2000U, .bar_pci = 0x0ULL,
         .hb = 0U, .run_first = 0U, .run_count = 1U, .slot = 0U, .slots = 5U,
         .config_addr = 0x10000U, .fb_msi_nvec = 0U, .fb_msi_min = 0U, .opal_pe = 1U, .opal_mve = 1U
     },
     /* 0001:01:00.0 eth0 - powernv-opal.msi:49 */
     [DTMSI_SYSTEM_FN_ETH0] = {
-        .name = "eth0", .seg = 1U, .bus = 1U, .devfn = 0U, .vendor = 0x15b3U, .device = 0x1015U,
-        .mech = DTMSI_SYSTEM_MECH_MSIX, .flags = DTMSI_SYSTEM_F_ADDR64 | DTMSI_SYSTEM_F_BUS_MASTER, .msi_cap = 0U, .msix_cap = 0U,
+        .name = "eth0", .seg = 0x1U, .bus = 0x1U, .devfn = 0x0U, .vendor = 0x15b3U, .device = 0x1015U,
+        .mech = DTMSI_SYSTEM_MECH_MSIX, .flags = DTMSI_SYSTEM_F_ADDR64 | DTMSI_SYSTEM_F_BUS_MASTER, .msi_cap = 0x0U, .msix_cap = 0x0U,
         .nvec = 8U, .nvec_min = 1U, .hw_vectors = 8U, .on_short = DTMSI_SYSTEM_SHORT_DEGRADE,
-        .msix_tsize = 64U, .msix_bir = 0U, .msix_offset = 0x2000U, .bar_pci = 0ULL,
+        .msix_tsize = 64U, .msix_bir = 0U, .msix_offset = 0x2000U, .bar_pci = 0x0ULL,
         .hb = 1U, .run_first = 1U, .run_count = 1U, .slot = 5U, .slots = 8U,
         .config_addr = 0x10000U, .fb_msi_nvec = 0U, .fb_msi_min = 0U, .opal_pe = 1U, .opal_mve = 1U
     },

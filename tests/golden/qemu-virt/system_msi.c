@@ -25,28 +25,28 @@ const struct dtmsi_system_window dtmsi_system_windows[] = {
 const struct dtmsi_system_function dtmsi_system_table[DTMSI_SYSTEM_NFUNCTIONS_ARRAY] = {
     /* 0000:00:01.0 net0 - qemu-virt.msi:42 */
     [DTMSI_SYSTEM_FN_NET0] = {
-        .name = "net0", .seg = 0U, .bus = 0U, .devfn = 8U, .vendor = 0x1af4U, .device = 0x1000U,
-        .mech = DTMSI_SYSTEM_MECH_MSIX, .flags = DTMSI_SYSTEM_F_BUS_MASTER, .msi_cap = 0U, .msix_cap = 0U,
+        .name = "net0", .seg = 0x0U, .bus = 0x0U, .devfn = 0x8U, .vendor = 0x1af4U, .device = 0x1000U,
+        .mech = DTMSI_SYSTEM_MECH_MSIX, .flags = DTMSI_SYSTEM_F_BUS_MASTER, .msi_cap = 0x0U, .msix_cap = 0x0U,
         .nvec = 3U, .nvec_min = 1U, .hw_vectors = 3U, .on_short = DTMSI_SYSTEM_SHORT_DEGRADE,
-        .msix_tsize = 4U, .msix_bir = 1U, .msix_offset = 0U, .bar_pci = 0ULL,
+        .msix_tsize = 4U, .msix_bir = 1U, .msix_offset = 0x0U, .bar_pci = 0x0ULL,
         .hb = 0U, .run_first = 0U, .run_count = 1U, .slot = 0U, .slots = 3U,
         .config_addr = 0x800U, .fb_msi_nvec = 0U, .fb_msi_min = 0U, .opal_pe = 0U, .opal_mve = 0U
     },
     /* 0000:00:02.0 nic0 - qemu-virt.msi:43 */
     [DTMSI_SYSTEM_FN_NIC0] = {
-        .name = "nic0", .seg = 0U, .bus = 0U, .devfn = 0x10U, .vendor = 0x8086U, .device = 0x10d3U,
+        .name = "nic0", .seg = 0x0U, .bus = 0x0U, .devfn = 0x10U, .vendor = 0x8086U, .device = 0x10d3U,
         .mech = DTMSI_SYSTEM_MECH_MSIX, .flags = DTMSI_SYSTEM_F_ADDR64 | DTMSI_SYSTEM_F_BUS_MASTER, .msi_cap = 0xd0U, .msix_cap = 0xa0U,
         .nvec = 3U, .nvec_min = 1U, .hw_vectors = 3U, .on_short = DTMSI_SYSTEM_SHORT_DEGRADE,
-        .msix_tsize = 5U, .msix_bir = 3U, .msix_offset = 0U, .bar_pci = 0ULL,
+        .msix_tsize = 5U, .msix_bir = 3U, .msix_offset = 0x0U, .bar_pci = 0x0ULL,
         .hb = 0U, .run_first = 1U, .run_count = 1U, .slot = 3U, .slots = 3U,
         .config_addr = 0x1000U, .fb_msi_nvec = 0U, .fb_msi_min = 0U, .opal_pe = 0U, .opal_mve = 0U
     },
     /* 0000:00:03.0 nvme0 - qemu-virt.msi:44 */
     [DTMSI_SYSTEM_FN_NVME0] = {
-        .name = "nvme0", .seg = 0U, .bus = 0U, .devfn = 0x18U, .vendor = 0x1b36U, .device = 0x10U,
-        .mech = DTMSI_SYSTEM_MECH_MSIX, .flags = DTMSI_SYSTEM_F_BUS_MASTER, .msi_cap = 0U, .msix_cap = 0U,
+        .name = "nvme0", .seg = 0x0U, .bus = 0x0U, .devfn = 0x18U, .vendor = 0x1b36U, .device = 0x10U,
+        .mech = DTMSI_SYSTEM_MECH_MSIX, .flags = DTMSI_SYSTEM_F_BUS_MASTER, .msi_cap = 0x0U, .msix_cap = 0x0U,
         .nvec = 2U, .nvec_min = 1U, .hw_vectors = 2U, .on_short = DTMSI_SYSTEM_SHORT_DEGRADE,
-        .msix_tsize = 65U, .msix_bir = 0U, .msix_offset = 0x2000U, .bar_pci = 0ULL,
+        .msix_tsize = 65U, .msix_bir = 0U, .msix_offset = 0x2000U, .bar_pci = 0x0ULL,
         .hb = 0U, .run_first = 2U, .run_count = 1U, .slot = 6U, .slots = 2U,
         .config_addr = 0x1800U, .fb_msi_nvec = 0U, .fb_msi_min = 0U, .opal_pe = 0U, .opal_mve = 0U
     },

@@ -25,19 +25,19 @@ const struct dtmsi_system_window dtmsi_system_windows[] = {
 const struct dtmsi_system_function dtmsi_system_table[DTMSI_SYSTEM_NFUNCTIONS_ARRAY] = {
     /* 0000:01:00.0 eth0 - worked-papr.msi:27 */
     [DTMSI_SYSTEM_FN_ETH0] = {
-        .name = "eth0", .seg = 0U, .bus = 1U, .devfn = 0U, .vendor = 0x8086U, .device = 0x10d3U,
-        .mech = DTMSI_SYSTEM_MECH_MSI, .flags = DTMSI_SYSTEM_F_ADDR64 | DTMSI_SYSTEM_F_BUS_MASTER, .msi_cap = 0U, .msix_cap = 0U,
+        .name = "eth0", .seg = 0x0U, .bus = 0x1U, .devfn = 0x0U, .vendor = 0x8086U, .device = 0x10d3U,
+        .mech = DTMSI_SYSTEM_MECH_MSI, .flags = DTMSI_SYSTEM_F_ADDR64 | DTMSI_SYSTEM_F_BUS_MASTER, .msi_cap = 0x0U, .msix_cap = 0x0U,
         .nvec = 4U, .nvec_min = 1U, .hw_vectors = 4U, .on_short = DTMSI_SYSTEM_SHORT_DEGRADE,
-        .msix_tsize = 0U, .msix_bir = 0U, .msix_offset = 0U, .bar_pci = 0ULL,
+        .msix_tsize = 0U, .msix_bir = 0U, .msix_offset = 0x0U, .bar_pci = 0x0ULL,
         .hb = 0U, .run_first = 0U, .run_count = 0U, .slot = 0U, .slots = 4U,
         .config_addr = 0x10000U, .fb_msi_nvec = 0U, .fb_msi_min = 0U, .opal_pe = 0U, .opal_mve = 0U
     },
     /* 0000:01:01.0 nvme0 - worked-papr.msi:35 */
     [DTMSI_SYSTEM_FN_NVME0] = {
-        .name = "nvme0", .seg = 0U, .bus = 1U, .devfn = 8U, .vendor = 0x144dU, .device = 0xa808U,
-        .mech = DTMSI_SYSTEM_MECH_MSIX, .flags = DTMSI_SYSTEM_F_BUS_MASTER, .msi_cap = 0U, .msix_cap = 0U,
+        .name = "nvme0", .seg = 0x0U, .bus = 0x1U, .devfn = 0x8U, .vendor = 0x144dU, .device = 0xa808U,
+        .mech = DTMSI_SYSTEM_MECH_MSIX, .flags = DTMSI_SYSTEM_F_BUS_MASTER, .msi_cap = 0x0U, .msix_cap = 0x0U,
         .nvec = 16U, .nvec_min = 1U, .hw_vectors = 16U, .on_short = DTMSI_SYSTEM_SHORT_DEGRADE,
-        .msix_tsize = 16U, .msix_bir = 0U, .msix_offset = 0x2000U, .bar_pci = 0ULL,
+        .msix_tsize = 16U, .msix_bir = 0U, .msix_offset = 0x2000U, .bar_pci = 0x0ULL,
         .hb = 0U, .run_first = 0U, .run_count = 0U, .slot = 4U, .slots = 16U,
         .config_addr = 0x10800U, .fb_msi_nvec = 0U, .fb_msi_min = 0U, .opal_pe = 0U, .opal_mve = 0U
     },
