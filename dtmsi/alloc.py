@@ -8,6 +8,7 @@ Decided once, at build time, from the policies and the controllers' rules
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -92,6 +93,11 @@ class Allocation:
     req_msix: int | None = None
     intx_irq: int | None = None
 
+    def say(self, reason: str) -> None:
+        """Add a reason. Functions made from one template share their reasons'
+        text: one string each (9 MB at 100k functions)."""
+        self.reasons.append(sys.intern(reason))
+
 
 @dataclass(slots=True)
 class AllocationResult:
@@ -131,9 +137,15 @@ class Allocator:
         self.pool: dict[int, list[tuple[int, int]]] = {}  # ctrl id -> free hwirq ranges
         self.x86_next: dict[int, list[int]] = {}  # ctrl id -> next free vector per CPU
         self.owner: dict[int, Partition] = {}
+        self._messages: dict[Message, Message] = {}
         for p in machine.partitions:
             for f in p.functions:
                 self.owner.setdefault(id(f), p)
+
+    def shared(self, m: Message) -> Message:
+        """One object for equal messages: every function behind its own ITS
+        DeviceID starts at EventID 0, so most runs are alike (frozen, so safe)."""
+        return self._messages.setdefault(m, m)
 
     def report(self, code: C.Code, span: Span, msg: str, hint: str | None = None, notes: tuple[Note, ...] = ()) -> None:
         self.sink.report(code, span, msg, hint=hint, notes=notes)
@@ -181,7 +193,7 @@ class Allocator:
                 for o in owners:
                     a = result.by_function[id(o)]
                     a.shares_device_id_with = [n for n in names if n != o.name]
-                    a.reasons.append(
+                    a.say(
                         f"shares DeviceID {dev_id:#x} with {', '.join(a.shares_device_id_with)} "
                         f"(DMA alias through '{o.dma_alias_of.name if o.dma_alias_of else '?'}')"
                     )
@@ -193,6 +205,7 @@ class Allocator:
 
     def allocate(self, f: Function) -> Allocation:
         policy, source, explicit = self.policy_for(f)
+        source = sys.intern(source)
         a = Allocation(f, policy, source, up_front=policy.up_front)
         msi_n, msix_n = self.caps(f)
         have = {
@@ -231,7 +244,7 @@ class Allocator:
                 )
             elif not f.intx_pin:
                 self.report(C.NO_INTERRUPT, f.name_span, f"'{f.name}' has neither MSI, MSI-X nor INTx")
-            a.reasons.append("no interrupt mechanism available")
+            a.say("no interrupt mechanism available")
             return a
         for i, mech in enumerate(chain):
             last = i == len(chain) - 1
@@ -264,7 +277,7 @@ class Allocator:
         f, p = a.function, a.policy
         if mech == "intx":
             a.mechanism, a.requested, a.granted, a.hardware_vectors = "intx", 1, 1, 0
-            a.reasons.append(f"INTx pin {'ABCD'[f.intx_pin - 1]} (shared, level)")
+            a.say(f"INTx pin {'ABCD'[f.intx_pin - 1]} (shared, level)")
             return True
         capacity = msix_n if mech == "msix" else msi_n
         want, minimum = self.wanted(a, capacity)
@@ -280,11 +293,11 @@ class Allocator:
         if grant < want:
             short = f"{mech}: {'; '.join(why)}"
             if p.on_short == "fallback" and not last:
-                a.reasons.append(short + " -> falling back")
+                a.say(short + " -> falling back")
                 return False
             if p.on_short == "fail" or grant < minimum:
                 if not last:
-                    a.reasons.append(short + f" -> below the minimum {minimum}, falling back")
+                    a.say(short + f" -> below the minimum {minimum}, falling back")
                     return False
                 self.report(
                     C.POLICY_MIN,
@@ -295,7 +308,7 @@ class Allocator:
                     notes=(Note(f"policy '{p.name}'", p.span),),
                 )
                 a.mechanism = "none"
-                a.reasons.append(short)
+                a.say(short)
                 return True
             self.report(
                 C.POLICY_DEGRADED,
@@ -303,18 +316,18 @@ class Allocator:
                 f"'{f.name}' gets {grant} of the {want} {mech} vectors policy '{p.name}' asks for",
                 hint="; ".join(why),
             )
-            a.reasons.append(short + f" -> degraded to {grant}")
+            a.say(short + f" -> degraded to {grant}")
         if grant <= 0:
-            a.reasons.append(f"{mech}: no vectors available")
+            a.say(f"{mech}: no vectors available")
             return False
         a.mechanism = mech
         a.requested = want
         a.granted = grant
         a.hardware_vectors = _pow2_ceil(grant) if mech == "msi" else grant
         if mech == "msi" and a.hardware_vectors != grant:
-            a.reasons.append(f"MSI enables {a.hardware_vectors} data values for {grant} vectors (MME is log2)")
+            a.say(f"MSI enables {a.hardware_vectors} data values for {grant} vectors (MME is log2)")
         if not why:
-            a.reasons.append(f"{mech}: {grant} vector(s) as policy '{p.name}' asks ({a.policy_source})")
+            a.say(f"{mech}: {grant} vector(s) as policy '{p.name}' asks ({a.policy_source})")
         if self.mode == "native":
             self.compose(a)
         elif self.mode == "firmware-composed":
@@ -353,7 +366,7 @@ class Allocator:
             return
         tok = self.m.platform.msi_mode.tokens.get("get-msi-64", 40)
         a.messages = runs([Message(i, None, None, hwirq=h) for i, h in enumerate(got[: a.granted])])
-        a.reasons.append(f"firmware composes address/data: OPAL_GET_MSI_64 (token {tok}) per hwirq")
+        a.say(f"firmware composes address/data: OPAL_GET_MSI_64 (token {tok}) per hwirq")
 
     # ------------------------------------------------------------ controllers
 
@@ -401,7 +414,7 @@ class Allocator:
                     f"EventIDs of DeviceID {dev_id:#x} exceed the {ctrl.event_id_bits} EventID bits of '{ctrl.name}'",
                 )
             doorbell = ctrl.address + GITS_TRANSLATER
-            a.messages = [Message(0, doorbell, base, event_id=base, count=a.granted)] if a.granted else []
+            a.messages = [self.shared(Message(0, doorbell, base, event_id=base, count=a.granted))] if a.granted else []
             self.check_address_width(a)
             return
         if ctrl.kind in ("fsl-msi", "generic-msi"):

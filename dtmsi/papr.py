@@ -290,7 +290,8 @@ def _predict_one(a: Allocation, q: QNode, allocator: Allocator, sink: Diagnostic
     a.requested = want
     a.granted = pred.granted
     a.hardware_vectors = pred.allocated
-    a.reasons.extend(pred.steps)
+    for step in pred.steps:
+        a.say(step)
     if pred.granted < want:
         sink.report(
             C.QUOTA_SHORT,
