@@ -193,7 +193,7 @@ def bench_size(size: int, repeat: int, out: Path, seed: int, timeout: float, dtc
     row = Row(size, Measure(), Measure())
     outdir = work / "dtmsi"
     # the bytecode cache warm, as after an install
-    run_child([sys.executable, "-m", "compileall", "-q", str(Path(__import__("dtmsi").__file__).parent)], timeout)
+    run_child([sys.executable, "-m", "compileall", "-q", str(ROOT / "dtmsi")], timeout)
     for i in range(repeat):
         if outdir.exists():
             shutil.rmtree(outdir)  # every run writes its outputs anew
