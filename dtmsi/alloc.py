@@ -352,9 +352,12 @@ class Allocator:
         pool = self.pool.setdefault(key, [(hb.msi_ranges[0], hb.msi_ranges[0] + hb.msi_ranges[1])])
         n = a.hardware_vectors if a.mechanism == "msi" else a.granted
         if a.mechanism == "msi" and pool:
+            # Firmware puts the low bits of the XIVE number (hwirq - the range's
+            # base) in the data, and the device ORs its vector into them: the
+            # block's XIVE, not its hwirq, is aligned to its size (skiboot phb4).
             lo, hi = pool[0]
-            aligned = (lo + n - 1) // n * n  # an MSI block's data base is aligned to its size
-            pool[0] = (aligned, hi)
+            base = hb.msi_ranges[0]
+            pool[0] = (base + (lo - base + n - 1) // n * n, hi)
         got = _take(pool, n)
         if len(got) < n:
             self.report(

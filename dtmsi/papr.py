@@ -183,7 +183,7 @@ class Prediction:
     steps: list[str]
 
 
-def predict(node: QNode, mech: str, nvec: int, minvec: int) -> Prediction:
+def predict(node: QNode, mech: str, nvec: int, minvec: int, table_size: int | None = None) -> Prediction:
     """rtas_prepare_msi_irqs() with the __pci_enable_msi[x]_range() retry loop."""
     steps: list[str] = []
     req = node.req_msix if mech == "msix" else node.req_msi
@@ -213,9 +213,14 @@ def predict(node: QNode, mech: str, nvec: int, minvec: int) -> Prediction:
         m = _pow2_ceil(nvec)
         q = msi_quota_for_device(node, m)
         if q >= m:
-            allocated = m
-            if m != nvec:
-                steps.append(f"MSI-X rounded up to {m} (firmware wants powers of two)")
+            if m != nvec and table_size is not None and m > table_size:
+                # Linux asks m anyway; the hypervisor grants at most the table
+                # (QEMU: a short answer, nothing allocated) and Linux asks nvec again.
+                steps.append(f"MSI-X rounded up to {m}, beyond the {table_size}-entry table: asked again for {nvec}")
+            else:
+                allocated = m
+                if m != nvec:
+                    steps.append(f"MSI-X rounded up to {m} (firmware wants powers of two)")
     steps.append(
         f"ibm,change-msi function {RTAS_CHANGE_MSIX_FN if mech == 'msix' else RTAS_CHANGE_MSI_FN}, count {allocated}"
     )
@@ -279,28 +284,50 @@ def plan(machine: Machine, allocs: AllocationResult, sink: DiagnosticSink) -> No
 
 
 def _predict_one(a: Allocation, q: QNode, allocator: Allocator, sink: DiagnosticSink) -> None:
+    """What Linux ends with: the planned mechanism through the quota; below the
+    driver's minimum, the next mechanism of the policy as Linux's drivers go
+    on (pci_alloc_irq_vectors: MSI-X, then MSI through ibm,change-msi function
+    3/1, then INTx), as the real pseries kernel does (realclient.md)."""
     f = a.function
     if a.mechanism not in ("msi", "msix"):
         return
-    capacity = f.msix.table_size if a.mechanism == "msix" and f.msix else f.msi.vectors if f.msi else 0
-    want, minimum = allocator.wanted(a, capacity)
-    want = min(want, capacity)
-    pred = predict(q, a.mechanism, want, minimum)
-    a.quota = pred.quota
-    a.requested = want
-    a.granted = pred.granted
-    a.hardware_vectors = pred.allocated
-    for step in pred.steps:
-        a.say(step)
-    if pred.granted < want:
-        sink.report(
-            C.QUOTA_SHORT,
-            f.name_span,
-            f"Linux will give '{f.name}' {pred.granted} of the {want} {a.mechanism} vectors "
-            f"policy '{a.policy.name}' asks for" + (f", below its minimum {minimum}" if pred.granted < minimum else ""),
-            hint="; ".join(pred.steps),
-            notes=(Note(f"policy '{a.policy.name}'", a.policy.span),),
-        )
+    chain = list(a.policy.prefer)
+    later = chain[chain.index(a.mechanism) :] if a.mechanism in chain else [a.mechanism]
+    first = True
+    for mech in later:
+        if mech == "intx":
+            if not f.intx_pin or f.kind == "vf":
+                continue
+            a.mechanism, a.requested, a.granted, a.hardware_vectors = "intx", 1, 1, 0
+            a.say(f"INTx pin {'ABCD'[f.intx_pin - 1]} (shared, level): Linux's last resort")
+            return
+        capacity = f.msix.table_size if mech == "msix" and f.msix else f.msi.vectors if mech == "msi" and f.msi else 0
+        if not capacity:
+            continue
+        want, minimum = allocator.wanted(a, capacity)
+        want = min(want, capacity)
+        pred = predict(q, mech, want, minimum, f.msix.table_size if mech == "msix" and f.msix else None)
+        for step in pred.steps:
+            a.say(step)
+        if first and pred.granted < want:
+            below = f", below its minimum {minimum}: it moves on to the next mechanism"
+            sink.report(
+                C.QUOTA_SHORT,
+                f.name_span,
+                f"Linux will give '{f.name}' {pred.granted} of the {want} {mech} vectors "
+                f"policy '{a.policy.name}' asks for" + (below if pred.granted < minimum else ""),
+                hint="; ".join(pred.steps),
+                notes=(Note(f"policy '{a.policy.name}'", a.policy.span),),
+            )
+        first = False
+        a.quota = pred.quota
+        if pred.granted >= max(minimum, 1):
+            a.mechanism, a.requested = mech, want
+            a.granted, a.hardware_vectors = pred.granted, pred.allocated
+            return
+        a.say(f"{mech}: {pred.granted} below the driver's minimum {minimum}: the next mechanism")
+    a.mechanism, a.requested, a.granted, a.hardware_vectors = "none", 0, 0, 0
+    a.say("no mechanism of the policy is left: no interrupt")
 
 
 def _check_pe(name: str, span: Span, total: int, anchor: QNode, allocs: AllocationResult, sink: DiagnosticSink) -> None:

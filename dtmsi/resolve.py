@@ -551,8 +551,21 @@ class Resolver:
                         f"VF {i} of '{pf.name}' would be at bus {bus:#x}, beyond the host bridge's buses",
                     )
                     break
+                name = f"{pf.name}_vf{i}"
+                label = name.replace("-", "_").replace(".", "_")
+                taken = self.labels.get(label)
+                if taken is not None:
+                    self.error(
+                        C.DUPLICATE_NAME,
+                        taken,
+                        f"'{name}' is also the name of VF {i} of '{pf.name}'",
+                        notes=(Note("the VFs are declared here", sv.span),),
+                        hint=f"VFs are named <PF>_vf<N>; rename this function or '{pf.name}'",
+                    )
+                    break
+                self.labels[label] = sv.span
                 vf = m.Function(
-                    f"{pf.name}_vf{i}",
+                    name,
                     "vf",
                     hb,
                     pf.parent,
@@ -783,7 +796,7 @@ class Resolver:
             return cached
         best = _GRANULE[res]
         for it in self._items(f.children, res):
-            if it.bar is not None:
+            if it.bar is not None or it.vf_bars is not None:  # a VF BAR block is aligned to one VF BAR
                 best = max(best, it.align)
             elif it.bridge is not None:
                 best = max(best, self._max_align(it.bridge, res))

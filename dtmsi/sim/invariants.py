@@ -50,7 +50,6 @@ line ``"<rule>: <function or address>: <what happened>"``. Rules:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -278,7 +277,8 @@ def _expand(messages: Iterable[Mapping[str, Any]]) -> dict[int, tuple[int | None
 
 
 def _log2(n: int) -> int:
-    return int(math.log2(n)) if n > 0 else 0
+    """MME for n vectors: log2 of the power of two that holds them (3 -> 2)."""
+    return (n - 1).bit_length() if n > 1 else 0
 
 
 def check_final_state(
@@ -398,28 +398,32 @@ def _check_function(sim: Simulator, entry: Mapping[str, Any], unmasked: bool) ->
         if st.msi is not None and st.msi.enabled:
             bad("MSI enabled next to MSI-X")
         intx(True)
-        n = granted
+        # The entries that carry messages (PAPR: the hypervisor's whole grant,
+        # which Linux rounds up to a power of two) and the ones in use
+        # (vectors_granted: only those are unmasked, as Linux does).
+        n = written = granted
         if mode == "papr":
             if grant is None or grant.kind != "msix":
                 bad("holds no MSI-X grant from the hypervisor")
                 return out
             if grant.num != hw:
                 bad(f"hypervisor granted {grant.num} MSI-X vectors, planned {hw}")
-            n = grant.num
+            written = grant.num
         is64 = not dev.has_quirk("no-64bit-msi")
         for i, e in enumerate(st.msix.entries):
-            if i < n:
-                want = expected(i, is64)
+            want = expected(i, is64) if i < written else None
+            if i < written:
                 if want is None:
                     bad(f"entry {i}: no planned message")
                 elif (e.address, e.data) != want:
                     bad(f"entry {i} holds {e.address:#x}/{e.data:#x}, expected {want[0]:#x}/{want[1]:#x}")
+            if i < n:
                 if unmasked and e.masked:
                     bad(f"entry {i} masked")
                 elif unmasked and want is not None and dev.fire(i) != want:
                     bad(f"vector {i} cannot be delivered (Bus Master, masks or quirks)")
             elif not e.masked:
-                bad(f"entry {i} unmasked beyond the {n} granted")
+                bad(f"entry {i} unmasked beyond the {n} in use")
         return out
 
     if mech == "msi":

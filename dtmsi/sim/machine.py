@@ -96,7 +96,7 @@ class SimOptions:
     vf_real_ids: bool = False  # VFs read their real IDs (QEMU) instead of 0xffff:0xffff (spec)
     initial_command: int = 0  # Command register after reset, for every function
     powervm: bool = False  # PAPR: PowerVM's stricter rules (papr.py)
-    powervm_non_pow2: Literal["refuse", "clamp"] = "refuse"
+    powervm_non_pow2: Literal["refuse", "clamp", "allow"] = "refuse"
     source_base: int = SPAPR_IRQ_MSI  # PAPR interrupt source pool
     source_count: int = SPAPR_NR_MSIS
     msi_window: int = SPAPR_PCI_MSI_WINDOW  # PAPR: the address the hypervisor writes

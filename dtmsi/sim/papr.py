@@ -35,9 +35,11 @@ answers here are lists of uint32 cells, ``nret`` long (cells QEMU leaves
 unwritten read 0).
 
 ``powervm=True`` applies PowerVM's stricter rules instead: counts must be
-powers of two (``non_pow2="refuse"``: status -3; ``"clamp"``: a QEMU-style
-answer, status 0 with ret[1] = the largest power of two below the count,
-nothing allocated); functions 5 and 6 (32-bit MSI / MSI-X) are implemented
+powers of two (``non_pow2="refuse"``: status -3, what Linux's comment in
+rtas_prepare_msi_irqs expects; ``"clamp"``: a QEMU-style answer, status 0
+with ret[1] = the largest power of two below the count, nothing allocated;
+``"allow"``: any count, the hypervisor dtmsi's PAPR prediction assumes);
+functions 5 and 6 (32-bit MSI / MSI-X) are implemented
 and write ``msi_window32``; the MSI maximum is ``1 << MMC``, and the
 hypervisor also sets MME for the grant and aligns MSI blocks to their size.
 
@@ -138,7 +140,7 @@ class PaprHypervisor:
 
     find: Callable[[int, int], Device | None]  # (BUID, config_addr) -> device on that PHB
     powervm: bool = False
-    non_pow2: Literal["refuse", "clamp"] = "refuse"
+    non_pow2: Literal["refuse", "clamp", "allow"] = "refuse"
     source_base: int = SPAPR_IRQ_MSI
     source_count: int = SPAPR_NR_MSIS
     msi_window: int = SPAPR_PCI_MSI_WINDOW
@@ -279,7 +281,7 @@ class PaprHypervisor:
         else:
             assert dev.fn.msix is not None
             max_irqs = dev.fn.msix.table_size
-        if self.powervm and req_num & (req_num - 1):
+        if self.powervm and req_num & (req_num - 1) and self.non_pow2 != "allow":
             if self.non_pow2 == "refuse":
                 return [RTAS_OUT_PARAM_ERROR]
             max_irqs = min(max_irqs, 1 << (req_num.bit_length() - 1))
