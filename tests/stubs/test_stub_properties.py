@@ -40,12 +40,11 @@ each asserts that partitioned machines, SR-IOV, two host bridges, class
 rules, declared capability offsets, quirks and the longer ``setup_all,
 teardown_all, setup_all`` scenario really occurred.
 
-Known bugs: while ``STEER_AROUND_KNOWN_BUGS`` is set the generator avoids
-what each ``KNOWN_BUGS`` entry reproduces (PAPR vector counts that are not
-powers of two or above the quota, OPAL ``msi-ranges`` not aligned to the MSI
-block, VF BARs above 1M behind bridges); ``test_known_bug`` runs each minimal
-reproduction as a strict xfail, so a fix turns it into a failure that says
-to drop the mark, and the steering marked with the bug's name.
+Bugs this test found (all fixed): ``KNOWN_BUGS`` keeps each one's minimal
+machine and ``test_known_bug`` runs them as regression tests (PAPR quotas
+below a policy's minimum, vector counts that are not powers of two or round
+up beyond the table, OPAL ``msi-ranges`` not aligned to an MSI block, VF BAR
+blocks behind a bridge).
 """
 
 from __future__ import annotations
@@ -96,7 +95,6 @@ NAME_STEMS = ("f", "nic", "ssd", "dev-", "gpu_", "acc")
 
 # Known compiler/simulator disagreements the generator steers around while
 # they stand (see the module docstring); False draws them too.
-STEER_AROUND_KNOWN_BUGS = False
 
 PCIE_CAP = 0x3C  # the simulator's PCI Express capability, placed in the first gap
 MSIX_CAP = 12
@@ -326,13 +324,11 @@ def caps(draw: st.DrawFn, has_io: bool, mode: Mode, vf: bool = False) -> Caps:
             c.bars.append(Bar(slot, "io", False, 1 << draw(st.integers(2, 8))))
         else:
             pref = kind == "mem64" and draw(st.booleans())
-            size = 1 << draw(st.integers(4, 20 if vf and STEER_AROUND_KNOWN_BUGS else 24 if pref else 18))  # BUG-6
+            size = 1 << draw(st.integers(4, 24 if pref else 18))
             c.bars.append(Bar(slot, kind, pref, size))  # type: ignore[arg-type]
         slot += 2 if kind == "mem64" else 1
     if draw(st.integers(0, 3)) > 0 or vf:
         n = draw(st.one_of(st.integers(1, 24), st.sampled_from([32, 64, 128])))
-        if mode == "papr" and STEER_AROUND_KNOWN_BUGS:
-            n = _pow2(n)  # BUG-3
         mem = [b for b in c.bars if b.kind != "io"]
         if not mem:
             used = {s for b in c.bars for s in ((b.index, b.index + 1) if b.kind == "mem64" else (b.index,))}
@@ -524,12 +520,6 @@ def policy_fits(p: Policy, c: Caps, explicit: bool, vf: bool, cpus: int, mode: M
     chain = [m for m in p.prefer if have[m]]
     if not chain:
         return False
-    if mode == "papr" and STEER_AROUND_KNOWN_BUGS:
-        for mech in chain:  # BUG-2, BUG-3: PAPR vector counts powers of two
-            if mech != "intx":
-                n = min(_wanted(p, _capacity(c, mech), cpus)[0], _capacity(c, mech))
-                if n & (n - 1):
-                    return False
     for i, mech in enumerate(chain):
         if mech == "intx":
             return True
@@ -627,7 +617,7 @@ def machines(draw: st.DrawFn, mode: Mode) -> Machine:
         if mode == "opal":
             host.phb_id = i * draw(st.sampled_from([1, 3]))
             # msi-ranges: mostly aligned to the largest MSI block, as skiboot's are.
-            bases = [0x800, 0x1000] + ([] if STEER_AROUND_KNOWN_BUGS else [0x7F0])  # BUG-4
+            bases = [0x800, 0x1000, 0x7F0]
             host.msi_base = draw(st.sampled_from(bases)) + 0x10000 * i
             # Room for every vector any policy can give, MSI blocks aligned to their size.
             need = sum(32 + max(_capacity(c, "msix"), _capacity(c, "msi")) * n
@@ -725,7 +715,7 @@ def machines(draw: st.DrawFn, mode: Mode) -> Machine:
     if mode == "papr":
         for h in hosts:
             devices = sum(1 + (f.sriov.vfs if f.sriov else 0) for f in h.walk() if not f.is_bridge)
-            factors = [256] if STEER_AROUND_KNOWN_BUGS else [1, 2, 8, 64, 256]  # BUG-1, BUG-2
+            factors = [1, 2, 8, 64, 256]
             h.pe_total = max(devices, 1) * draw(st.sampled_from(factors))
     tokens = (0x2019, 0x2018) if draw(st.booleans()) else (draw(st.integers(0x10, 0x7FFF)), 0)
     if tokens[1] == 0:
@@ -1091,9 +1081,7 @@ def test_papr_machines() -> None:
 
 # ---------------------------------------------------------------- known bugs, minimal
 
-# Each is a minimal machine the generator would draw with
-# STEER_AROUND_KNOWN_BUGS = False; strict xfail: a fix makes it pass, the
-# run fails, and whoever fixed it removes the mark and the steering it names.
+# Each is a minimal machine the generator drew before its bug was fixed.
 _PAPR_HEAD = """platform "example,papr" {
     msi hypervisor papr { change-msi 0x2019; query-interrupt-source-number 0x2018; }
 }
