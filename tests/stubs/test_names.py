@@ -137,3 +137,26 @@ def test_mangled_names_are_identifiers_in_both_languages(name: str) -> None:
         return
     assert ident.isidentifier()
     assert ident not in C_KEYWORDS and ident not in PYTHON_KEYWORDS
+
+
+def test_plan_and_generated_constants_agree(tmp_path: Path) -> None:
+    """The plan's codes (dtmsi/stubs/plan.py) and the generated code's own copy
+    of them (the engine must stand alone) are the same numbers."""
+    from dtmsi.stubs import plan
+    from tests.golden_update import EXAMPLES
+    from tests.stubs.stubrun import compile_msi, load_python_stub
+
+    compiled = compile_msi(EXAMPLES / "qemu-virt" / "qemu-virt.msi", tmp_path)
+    stub = load_python_stub(compiled.stubs[0].py)
+    header = compiled.stubs[0].h.read_text()
+    for bit, name in plan.FLAG_NAMES:
+        assert getattr(stub, f"F_{name}") == bit
+        assert f"#define DTMSI_SYSTEM_F_{name} {bit:#x}U" in header
+    for mech, code in plan.MECH_CODES.items():
+        assert getattr(stub, f"MECH_{mech.upper()}") == code
+        assert f"#define DTMSI_SYSTEM_MECH_{mech.upper()} {code}U" in header
+    for short, code in plan.SHORT_CODES.items():
+        assert getattr(stub, f"SHORT_{short.upper()}") == code
+    for mode, code in plan.MODE_CODES.items():
+        assert getattr(stub, f"MODE_{mode.upper()}") == code
+    assert stub.ABI == plan.ABI
