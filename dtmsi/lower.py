@@ -10,11 +10,12 @@ syntax; nothing after it imports ``syntax`` or the parser.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, NoReturn, cast
+from typing import Literal, NoReturn, TypeVar, cast
 
 from dtmsi import ast
 from dtmsi import codes as C
@@ -23,6 +24,9 @@ from dtmsi.codes import Code
 from dtmsi.diagnostics import DiagnosticSink, Note
 from dtmsi.parser import ParseError, parse, parse_statements
 from dtmsi.source import SourceFile, Span
+
+_T = TypeVar("_T")
+_UNSET = object()
 
 # The ``use`` statements being expanded, outermost first: an error inside a
 # template body says which use it came through.
@@ -416,6 +420,10 @@ class Lowerer:
         self.program = ast.Program()
         self.templates: dict[str, Template] = {}
         self.globals = Env({})
+        # _memo: template statements parsed once per distinct use; a global
+        # constant defined later bumps the generation.
+        self._memos: dict[tuple[int, tuple[tuple[str, int], ...], int], object] = {}
+        self._globals_gen = 0
         self._included: set[Path] = set()
         self._stack: list[Path] = []
         self._using: list[str] = []
@@ -661,6 +669,8 @@ class Lowerer:
         if name in env.values:
             _fail(C.DUPLICATE_NAME, span, f"constant '{name}' defined twice")
         env.values[name] = value
+        if env is self.globals:
+            self._globals_gen += 1
 
     def _use(self, st: s.Stmt, env: Env) -> tuple[tuple[str, tuple[s.Stmt, ...]], Env]:
         a = Args(st, env)
@@ -1186,7 +1196,7 @@ class Lowerer:
                     props.append(self._raw_property(sub, senv))
                     continue
                 if w == "bar":
-                    bars.append(self._bar(sub, b))
+                    bars.append(self._memo(sub, senv, functools.partial(self._bar, sub, b)))
                     continue
                 if w == "quirk":
                     while True:
@@ -1199,35 +1209,34 @@ class Lowerer:
                     continue
                 if w == "id":
                     seen.once(w, sub.word_span)
-                    arg = b.next("vendor:device, such as 8086:10d3")
-                    if not isinstance(arg, s.IdPairArg):
-                        _fail(C.SYNTAX, arg.span, f"expected vendor:device such as 8086:10d3, found {_describe(arg)}")
-                    vendor, device_id = arg.vendor, arg.device
-                    while not b.at_end():
-                        extra, espan = b.word("class", "revision")
+                    ids = self._memo(sub, senv, functools.partial(self._ids, b))
+                    vendor, device_id = ids[0], ids[1]
+                    for extra, espan, value in ids[2]:
                         seen.once(extra, espan)
                         if extra == "class":
-                            class_code = b.number("the class code", 0, 0xFFFFFF)[0]
+                            class_code = value
                         else:
-                            revision = b.number("the revision ID", 0, 0xFF)[0]
+                            revision = value
+                    continue
+                if w in ("msi", "msix", "intx", "subsystem"):
+                    # Parsed once per template statement (and its arguments),
+                    # however many functions use the template.
+                    seen.once(w, sub.word_span)
+                    got = self._memo(sub, senv, functools.partial(self._capability_statement, w, sub, b))
+                    if isinstance(got, ast.MsiCapDecl):
+                        msi = got
+                    elif isinstance(got, ast.MsixCapDecl):
+                        msix = got
+                    elif w == "intx":
+                        intx, intx_span = cast(tuple[int, Span], got)
+                    else:
+                        subsystem = cast(tuple[int, int], got)
                     continue
                 seen.once(w, sub.word_span)
                 if w == "class":
                     class_code = b.number("the class code", 0, 0xFFFFFF)[0]
                 elif w == "revision":
                     revision = b.number("the revision ID", 0, 0xFF)[0]
-                elif w == "subsystem":
-                    arg = b.next("subsystem vendor:device")
-                    if not isinstance(arg, s.IdPairArg):
-                        _fail(C.SYNTAX, arg.span, f"expected vendor:device, found {_describe(arg)}")
-                    subsystem = (arg.vendor, arg.device)
-                elif w == "msi":
-                    msi = self._msi_cap(sub, b)
-                elif w == "msix":
-                    msix = self._msix_cap(sub, b)
-                elif w == "intx":
-                    pin, intx_span = b.word(*_INTX_PINS, what="an INTx pin: A, B, C, D or none")
-                    intx = _INTX_PINS[pin]
                 elif w == "policy":
                     policy = b.name("a policy name")
                 elif w == "ari":
@@ -1300,6 +1309,55 @@ class Lowerer:
             st.span,
             tuple(quirks),
         )
+
+    def _memo(self, st: s.Stmt, env: Env, make: Callable[[], _T]) -> _T:
+        """``make()`` for a statement of a template body (or a top-level
+        repeat), remembered by the statement and its environment's values: a
+        template used by 10k functions is parsed once per distinct use, not
+        10k times. Only complete results are kept (an error is raised again,
+        and reported once, on every use)."""
+        if env.parent is not self.globals:
+            return make()
+        key = (id(st), tuple(env.values.items()), self._globals_gen)
+        got = self._memos.get(key, _UNSET)
+        if got is _UNSET:
+            got = make()
+            self._memos[key] = got
+        return cast(_T, got)
+
+    def _ids(self, b: Args) -> tuple[int, int, tuple[tuple[str, Span, int], ...]]:
+        """``id VVVV:DDDD [class C] [revision R]``: the IDs and the extras, each with its span."""
+        arg = b.next("vendor:device, such as 8086:10d3")
+        if not isinstance(arg, s.IdPairArg):
+            _fail(C.SYNTAX, arg.span, f"expected vendor:device such as 8086:10d3, found {_describe(arg)}")
+        extras: list[tuple[str, Span, int]] = []
+        while not b.at_end():
+            extra, espan = b.word("class", "revision")
+            if extra == "class":
+                extras.append((extra, espan, b.number("the class code", 0, 0xFFFFFF)[0]))
+            else:
+                extras.append((extra, espan, b.number("the revision ID", 0, 0xFF)[0]))
+        return arg.vendor, arg.device, tuple(extras)
+
+    def _capability_statement(
+        self, w: str, st: s.Stmt, b: Args
+    ) -> ast.MsiCapDecl | ast.MsixCapDecl | tuple[int, Span] | tuple[int, int]:
+        """msi, msix, intx or subsystem, parsed and checked to its end."""
+        out: ast.MsiCapDecl | ast.MsixCapDecl | tuple[int, Span] | tuple[int, int]
+        if w == "msi":
+            out = self._msi_cap(st, b)
+        elif w == "msix":
+            out = self._msix_cap(st, b)
+        elif w == "intx":
+            pin, span = b.word(*_INTX_PINS, what="an INTx pin: A, B, C, D or none")
+            out = (_INTX_PINS[pin], span)
+        else:
+            arg = b.next("subsystem vendor:device")
+            if not isinstance(arg, s.IdPairArg):
+                _fail(C.SYNTAX, arg.span, f"expected vendor:device, found {_describe(arg)}")
+            out = (arg.vendor, arg.device)
+        b.end()
+        return out
 
     def _bar(self, st: s.Stmt, a: Args) -> ast.BarDecl:
         index, _ = a.number("the BAR index", None, None)
