@@ -113,6 +113,7 @@ def test_python_m_help(tmp_path: Path) -> None:
     pytest.param(["compile", "warn.msi", "-o", "out", "-W", "W612"], id="bad-W-syntax"),
     pytest.param(["compile", "warn.msi", "-o", "out", "--diagnostics-format", "xml"],
                  id="bad-format"),
+    pytest.param(["compile", "warn.msi", "-o", "out", "--emit", "c,cpp"], id="unknown-emit-kind"),
 ])
 def test_usage_errors_exit_2(case: Path, args: list[str]) -> None:
     before = _tree(case)
@@ -229,3 +230,20 @@ def test_fast_exit_flushes_everything_to_pipes(case: Path) -> None:
     assert proc.returncode == 0 and json.loads(proc.stdout)["schema"] == "dtmsi-allocation/1"
     proc = python_m("compile", "bad.msi", "-o", "out2", cwd=case)
     assert proc.returncode == 1 and f"error[{ERROR_CODE}]" in proc.stderr and proc.stderr.endswith("\n")
+
+
+def test_emit_chooses_the_outputs_and_the_depfile_names_them(case: Path) -> None:
+    """By default every output (trees, allocation.json, C and Python stubs);
+    --emit writes only the kinds named; the depfile lists what was written."""
+    proc = python_m("compile", "warn.msi", "-o", "all", "-M", "all.d", cwd=case)
+    assert proc.returncode == 0, proc.stderr
+    everything = ["allocation.json", "system.dtb", "system.dts", "system_msi.c", "system_msi.h", "system_msi.py"]
+    assert _tree(case / "all") == everything
+    targets = (case / "all.d").read_text().split(":")[0].split()
+    assert sorted(Path(t).name for t in targets) == everything
+    proc = python_m("compile", "warn.msi", "-o", "some", "--emit", "c", "--emit", "json,dtb", cwd=case)
+    assert proc.returncode == 0, proc.stderr
+    assert _tree(case / "some") == ["allocation.json", "system.dtb", "system_msi.c", "system_msi.h"]
+    # The same bytes as in the full compile: choosing outputs changes none of them.
+    for name in _tree(case / "some"):
+        assert (case / "some" / name).read_bytes() == (case / "all" / name).read_bytes(), name
