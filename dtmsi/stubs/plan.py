@@ -157,10 +157,6 @@ class StubPlan:
     def guard(self) -> str:
         return f"{self.upper}_MSI_H"
 
-    @property
-    def nfunctions(self) -> int:
-        return len(self.allocations)
-
     def functions(self, sink: DiagnosticSink) -> Iterator[PlanFunction]:
         """Every function's plan, in table order. A name that cannot become an
         identifier is reported (E204) and its function left out."""
