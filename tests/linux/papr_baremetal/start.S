@@ -1,0 +1,53 @@
+/*
+ * Entry of the bare-metal PAPR test program (tests/linux/papr_baremetal).
+ *
+ * QEMU's pseries machine with VOF (x-vof=on) loads the ELF at its physical
+ * addresses + 0x400000 and jumps to the lowest loaded address in real mode,
+ * big-endian, with MSR[SF] = 0 (32-bit mode) and r5 = VOF's client-interface
+ * entry; nothing else is set up.  link.ld puts this code first at 0x400000.
+ *
+ * _start: turn on 64-bit mode (MSR[SF]), clear .bss, point r1 at the top of
+ * our own stack, load main's TOC from its ELFv1 function descriptor and call
+ * it.  main() never returns (it powers the machine off through RTAS); if it
+ * did, spin.
+ */
+    .section .text.start, "ax"
+    .globl _start
+_start:
+    /* MSR[SF] (bit 0, IBM numbering) = 1: 64-bit mode */
+    mfmsr   %r11
+    li      %r12, 1
+    sldi    %r12, %r12, 63
+    or      %r11, %r11, %r12
+    mtmsrd  %r11
+    isync
+
+    /* clear .bss (8-byte aligned, see link.ld) */
+    lis     %r3, __bss_start@ha
+    addi    %r3, %r3, __bss_start@l
+    lis     %r4, __bss_end@ha
+    addi    %r4, %r4, __bss_end@l
+    li      %r0, 0
+1:  cmpld   %r3, %r4
+    bge     2f
+    std     %r0, 0(%r3)
+    addi    %r3, %r3, 8
+    b       1b
+2:
+    /* stack: top of __stack, 16-byte aligned, with an empty back chain */
+    lis     %r1, __stack_top@ha
+    addi    %r1, %r1, __stack_top@l
+    clrrdi  %r1, %r1, 4
+    li      %r0, 0
+    stdu    %r0, -128(%r1)
+
+    /* main is an ELFv1 descriptor {entry, toc, env} */
+    lis     %r12, main@ha
+    addi    %r12, %r12, main@l
+    ld      %r0, 0(%r12)
+    ld      %r2, 8(%r12)
+    mtctr   %r0
+    bctrl
+3:  b       3b
+
+    .section .note.GNU-stack, "", @progbits
