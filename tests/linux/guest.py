@@ -368,17 +368,20 @@ def _run(
 
 
 class _Apt:
-    """apt-get/apt-cache on a private state for arm64; the host's dpkg is untouched."""
+    """apt-get/apt-cache on a private state for one foreign architecture
+    (arm64 here; tests/linux/pseries.py uses it for ppc64el); the host's
+    dpkg is untouched."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, arch: str = DEB_ARCH) -> None:
         self.root = root
+        self.arch = arch
         self.lists = root / "lists"
         self.cache = root / "cache"
 
     def options(self) -> list[str]:
         opts = [
-            "-o", f"APT::Architecture={DEB_ARCH}",
-            "-o", f"APT::Architectures={DEB_ARCH}",
+            "-o", f"APT::Architecture={self.arch}",
+            "-o", f"APT::Architectures={self.arch}",
             "-o", f"Dir::State::Lists={self.lists}",
             "-o", f"Dir::Cache={self.cache}",
             "-o", "Dir::State::status=/dev/null",
@@ -400,10 +403,10 @@ class _Apt:
         (self.lists / "partial").mkdir(parents=True, exist_ok=True)
         (self.cache / "archives" / "partial").mkdir(parents=True, exist_ok=True)
         proc = _run(["apt-get", *self.options(), "-q", "update"], timeout=300, check=False)
-        # A third-party source without arm64 may fail; what matters is that
+        # A third-party source without this architecture may fail; what matters is that
         # Debian's lists arrived, which show() checks.
         if proc.returncode != 0 and self.lists_age() is None:
-            raise HarnessError(f"apt-get update (arm64, private state) failed:\n{proc.stderr}")
+            raise HarnessError(f"apt-get update ({self.arch}, private state) failed:\n{proc.stderr}")
 
     def show(self, package: str) -> dict[str, str]:
         proc = _run(
@@ -413,7 +416,7 @@ class _Apt:
         )
         if proc.returncode != 0 or not proc.stdout.strip():
             raise HarnessError(
-                f"the Debian archive offers no {package} for {DEB_ARCH}: {proc.stderr.strip()}"
+                f"the Debian archive offers no {package} for {self.arch}: {proc.stderr.strip()}"
             )
         fields: dict[str, str] = {}
         last = ""
@@ -431,7 +434,7 @@ class _Apt:
     def download(self, package: str, version: str, dest: Path) -> Path:
         dest.mkdir(parents=True, exist_ok=True)
         quoted = version.replace(":", "%3a")
-        target = dest / f"{package}_{quoted}_{DEB_ARCH}.deb"
+        target = dest / f"{package}_{quoted}_{self.arch}.deb"
         if target.exists():
             return target
         with tempfile.TemporaryDirectory(dir=dest) as tmp:

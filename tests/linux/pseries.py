@@ -170,33 +170,6 @@ def _require(*tools: str) -> None:
 # --------------------------------------------------------------------------
 
 
-class _PpcApt(_Apt):
-    """guest._Apt for ppc64el: its own lists and downloads under ``root``."""
-
-    def options(self) -> list[str]:
-        opts = [o.replace("=arm64", f"={DEB_ARCH}") for o in super().options()]
-        if f"APT::Architecture={DEB_ARCH}" not in opts or any("arm64" in o for o in opts):
-            raise HarnessError(f"guest._Apt's options changed; cannot make them {DEB_ARCH}: {opts}")
-        return opts
-
-    def download(self, package: str, version: str, dest: Path) -> Path:
-        dest.mkdir(parents=True, exist_ok=True)
-        target = dest / f"{package}_{version.replace(':', '%3a')}_{DEB_ARCH}.deb"
-        if target.exists():
-            return target
-        with tempfile.TemporaryDirectory(dir=dest) as tmp:
-            _run(
-                ["apt-get", *self.options(), "-q", "download", f"{package}:{DEB_ARCH}={version}"],
-                cwd=Path(tmp),
-                timeout=900,
-            )
-            debs = list(Path(tmp).glob("*.deb"))
-            if len(debs) != 1:
-                raise HarnessError(f"apt-get download {package}={version} gave {debs}")
-            debs[0].replace(target)
-        return target
-
-
 @dataclass(frozen=True)
 class _Versions:
     kernel_package: str
@@ -204,7 +177,7 @@ class _Versions:
     userland: tuple[tuple[str, str], ...]  # (package, version)
 
 
-def _resolve_versions(apt: _PpcApt) -> _Versions:
+def _resolve_versions(apt: _Apt) -> _Versions:
     meta = apt.show(KERNEL_METAPACKAGE)
     match = re.search(r"\b(linux-image-[0-9][^\s,()]*-powerpc64le)\b", meta.get("Depends", ""))
     if match is None:
@@ -285,7 +258,7 @@ def ensure_pseries_guest(cache_dir: Path) -> PseriesGuest:
     _require("apt-get", "apt-cache", "dpkg-deb", "depmod")
     root = cache_dir.expanduser().resolve() / DEB_ARCH
     with _locked(root / ".lock"):
-        apt = _PpcApt(root / "apt")
+        apt = _Apt(root / "apt", arch=DEB_ARCH)
         debs = root / "debs"
         try:
             age = apt.lists_age()
