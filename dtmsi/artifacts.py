@@ -114,10 +114,10 @@ class Outputs:
     def open(self, name: str, wanted: bool = True) -> Iterator[BinaryIO]:
         """A binary file to write output ``name`` into (seekable, for restarts).
         ``wanted=False``: made (its errors count) but not kept (``--emit``)."""
-        if self.directory is None or not wanted:
-            if not self.keep or not wanted:
-                yield cast(BinaryIO, _Discard())  # made to be checked, not kept: memory stays flat
-                return
+        if not wanted or (self.directory is None and not self.keep):
+            yield cast(BinaryIO, _Discard())  # made to be checked, not kept: memory stays flat
+            return
+        if self.directory is None:
             buf = io.BytesIO()
             yield buf
             self.artifacts.append(Artifact(name, buf.getvalue()))

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from dtmsi.diagnostics import DiagnosticSink
-from dtmsi.stubs.names import c_comment, c_string, py_comment, py_docstring, py_string
+from dtmsi.stubs.names import c_comment, c_string, py_docstring, py_string
 from dtmsi.stubs.plan import PlanFunction, PlanHostBridge, PlanRun, PlanWindow, StubPlan
 
 MODE_WORDS = {
@@ -243,14 +243,11 @@ class StubView:
         self.mode_upper = p.mode.upper()
         self.mode_words = MODE_WORDS[p.mode]
         what = f"partition '{p.partition}'" if p.partition else "the whole machine"
-        self.what = what
         self.what_c = c_comment(what)
-        self.what_py = py_comment(what)
         self.what_doc = py_docstring(what)
         self.source_c = c_comment(p.source)
         self.source_py = py_string(p.source)
         self.source_doc = py_docstring(p.source)
-        self.source_cstr = c_string(p.source)
         self.digest = p.digest
         self.digest_py = py_string(p.digest)
         self.digest_c = c_string(p.digest)
