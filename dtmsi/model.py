@@ -15,7 +15,8 @@ from dtmsi.source import Span
 ResourceClass = Literal["io", "mem", "pref"]
 
 # PCI class code -> device-tree node name (IEEE 1275 PCI binding names, as Linux
-# and QEMU's spapr code use them); longest matching prefix wins.
+# and QEMU's spapr code use them, except that QEMU 7.2 names an NVMe controller
+# "mass-storage"); longest matching prefix wins.
 _NODE_NAMES: tuple[tuple[int, int, str], ...] = (
     (0x010802, 0xFFFFFF, "nvme"),
     (0x0C0330, 0xFFFFFF, "usb"),

@@ -64,6 +64,17 @@ HOST_BRIDGES: dict[str, dict[str, dict[str, list[int | str]]]] = {
         "/pci@800000020000000/pci@1/ethernet@0": {"ibm,req#msi": [4]},
         "/pci@800000020000000/pci@1/nvme@1": {"ibm,req#msi-x": [16]},
     },
+    "qemu-pseries": {
+        "/pci@800000020000000": {
+            "bus-range": [0, 0xFF],
+            "ibm,pe-total-#msi": [0xD00],
+            "reg": [0x8000000, 0x20000000, 0, 0],
+        },
+        "/pci@800000020000000/pci@1": {"bus-range": [1, 1], "class-code": [0x060400]},
+        "/pci@800000020000000/pci@1/ethernet@0": {"ibm,req#msi": [1], "ibm,req#msi-x": [3]},
+        "/pci@800000020000000/pci@1/nvme@1": {"ibm,req#msi-x": [9]},
+        "/pci@800000020000000/ethernet@2": {"ibm,req#msi-x": [3]},
+    },
     "legacy-bridges": {
         "/pcie@30000000": {
             "bus-range": [0, 0xF],

@@ -155,6 +155,11 @@ class TreeBuilder:
             tok = self.m.platform.msi_mode.tokens.get(key)
             if tok is not None:
                 node.set(name, Cells((tok,)))
+        if "change-msi" in self.m.platform.msi_mode.tokens:
+            # PAPR: ibm,change-msi functions 3 (MSI) and 4 (MSI-X), which the
+            # stubs and the quota prediction use, exist only where /rtas says
+            # so; QEMU's pseries tree says it the same way.
+            node.set("ibm,change-msix-capable")
         return node
 
     # ------------------------------------------------------------ controllers

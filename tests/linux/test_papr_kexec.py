@@ -3,7 +3,7 @@
 Each scenario is a ``.msi`` under ``papr_kexec/`` describing QEMU pseries's
 default PHB (BUID, windows, LSIs) and the devices at the addresses QEMU's
 command line gives them, with policies that say what each Linux driver asks
-(``qemu-pseries-devices.msi``).  dtmsi compiles it; the ``ibm,pe-total-#msi``,
+(``examples/qemu-pseries/qemu-pseries-devices.msi``).  dtmsi compiles it; the ``ibm,pe-total-#msi``,
 ``ibm,req#msi`` and ``ibm,req#msi-x`` of its ``system.dtb`` are transplanted
 into QEMU's own tree and Debian's ppc64el kernel is kexec'd into that tree
 (``pseries.py``: two boots in one QEMU run, about 9 s).  Then, per PCI

@@ -1683,7 +1683,8 @@ int dtmsi_system_restore_one(const struct dtmsi_system_hooks *h, size_t index, s
             t.mech = mech == DTMSI_SYSTEM_MECH_MSIX ? DTMSI_SYSTEM_MECH_MSIX : DTMSI_SYSTEM_MECH_MSI;
             t.nvec = r->vectors;
             t.nmin = r->vectors;
-            t.hw = r->vectors;
+            /* the count setup asked for: PowerVM refuses a count that is not a power of two */
+            t.hw = r->requested > r->vectors ? r->requested : r->vectors;
             s = eng_papr_try(&c, &t, msi, msix, DTMSI_SYSTEM_SHORT_FAIL);
             if (s != DTMSI_SYSTEM_OK) {
                 r->set_up = 0U; /* eng_papr_try left it disabled, its grant released */

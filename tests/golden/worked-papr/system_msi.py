@@ -442,7 +442,8 @@ class Stub:
                 mech = MECH_MSIX if r.mechanism == "msix" else MECH_MSI
                 msi, msix = self._check()
                 n = r.vectors
-                status = self._papr_try(r, mech, msi, msix, n, n, n, SHORT_FAIL)
+                # the count setup asked for: PowerVM refuses a count that is not a power of two
+                status = self._papr_try(r, mech, msi, msix, n, n, max(r.requested, n), SHORT_FAIL)
                 if status != OK:
                     r.set_up = False  # _papr_try left it disabled, its grant released
                     raise _Stop(status, r.fw_status)
