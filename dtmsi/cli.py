@@ -11,11 +11,15 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from dtmsi import __version__
+
+if TYPE_CHECKING:
+    from dtmsi.alloc import AllocationResult
+    from dtmsi.model import Machine
 
 _FORMAT = click.Choice(["text", "json"])
 F = TypeVar("F", bound=Callable[..., Any])
@@ -244,3 +248,81 @@ def report_cmd(
 def check_cmd(input_file: str, fmt: str, werror: bool, warning: tuple[str, ...], color: str, debug: bool) -> None:
     """Parse, resolve and check FILE.msi; print diagnostics; write nothing."""
     _run(input_file, None, fmt, werror, warning, None, False, color, debug)
+
+
+def _analyse_for_tool(
+    input_file: str, fmt: str, werror: bool, warning: tuple[str, ...], color: str, debug: bool
+) -> tuple[Machine, AllocationResult]:
+    """Parse, resolve, check and allocate ``input_file`` (no outputs); print the
+    diagnostics; exit 1 on errors. -> (machine, allocation)."""
+    from dtmsi.diagnostics import DiagnosticSink
+    from dtmsi.driver import analyse
+    from dtmsi.options import CompileOptions
+
+    options = CompileOptions(
+        input=Path(input_file),
+        keep_artifacts=False,
+        diagnostics_format=fmt,  # type: ignore[arg-type]
+        werror=werror,
+        silenced=_silenced(warning),
+        color=_use_color(color),
+    )
+    sink = DiagnosticSink(werror=options.werror, silenced=options.silenced)
+    try:
+        analysed = analyse(options, sink)
+    except Exception as e:
+        if debug:
+            raise
+        click.echo(f"dtmsi: internal error: {type(e).__name__}: {e}", err=True)
+        sys.exit(3)
+    _emit(sink, fmt, werror, options.color, writes=False)
+    if analysed is None or sink.has_errors:
+        sys.exit(1)
+    return analysed
+
+
+@main.command("graph")
+@click.argument("input_file", metavar="FILE.msi", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "-o",
+    "--output",
+    metavar="OUT.svg|OUT.dot",
+    type=click.Path(dir_okay=False),
+    help="Write the picture here: .svg is drawn by Graphviz's dot, .dot is the graph source. "
+    "Default: the DOT text on standard output.",
+)
+@_common
+def graph_cmd(
+    input_file: str, output: str | None, fmt: str, werror: bool, warning: tuple[str, ...], color: str, debug: bool
+) -> None:
+    """Draw FILE.msi's topology: host bridges, bridges and functions (BDF, requester
+    ID), partitions as colours, PEs as boxes, and each function's MSI route to its
+    controller with the vectors the allocation grants."""
+    suffix = Path(output).suffix.lower() if output else ".dot"
+    if output == "-":
+        suffix = ".dot"
+    if suffix not in (".svg", ".dot", ".gv"):
+        raise click.BadParameter(f"expected a .svg or .dot file, got {output!r}", param_hint="-o")
+    machine, allocation = _analyse_for_tool(input_file, fmt, werror, warning, color, debug)
+    from dtmsi.graph import GraphvizError, render_svg, to_dot
+    from dtmsi.graphview import build_view
+
+    dot_text = to_dot(build_view(machine, allocation))
+    if output is None or output == "-":
+        click.echo(dot_text, nl=False)
+        sys.exit(0)
+    data = dot_text.encode()
+    if suffix == ".svg":
+        try:
+            data = render_svg(dot_text)
+        except GraphvizError as e:
+            click.echo(f"dtmsi: {e}", err=True)
+            sys.exit(2)
+    from dtmsi.artifacts import write_if_changed
+
+    try:
+        write_if_changed(Path(output), data)
+    except OSError as e:
+        click.echo(f"dtmsi: cannot write {output}: {e.strerror or e}", err=True)
+        sys.exit(1)
+    sys.exit(0)
