@@ -506,3 +506,32 @@ def _explain_with_lark(file: SourceFile) -> None:
         if tok.type in ("WORD", "RBRACE") and "SEMI" in e.expected:
             hint = "the statement before it may be missing its ';'"
         raise ParseError(f"unexpected {str(tok)!r}" + _expected(set(e.expected)), span, hint) from None
+
+
+_COMMENT_RE = re.compile(r"//[^\n]*|/\*(?:.|\n)*?\*/")
+_SPACE_RE = re.compile(r"[ \t\r\n\f]*")
+
+
+def lexemes(file: SourceFile) -> list[tuple[str, str, int, int]]:
+    """Every token of ``file`` in order, comments included (kind ``COMMENT``),
+    as (kind, text, start, end). For tools that keep comments (``dtmsi fmt``);
+    the file must already have parsed (this does not word errors)."""
+    text = file.text
+    out: list[tuple[str, str, int, int]] = []
+    pos, n = 0, len(text)
+    while True:
+        space = _SPACE_RE.match(text, pos)
+        assert space is not None
+        pos = space.end()
+        if pos >= n:
+            return out
+        comment = _COMMENT_RE.match(text, pos)
+        if comment is not None:
+            out.append(("COMMENT", comment.group(), pos, comment.end()))
+            pos = comment.end()
+            continue
+        m = _TOKEN_RE.match(text, pos)  # nothing to skip here: the token starts at pos
+        if m is None or m.lastgroup is None:
+            raise _lexical_error(file, pos)
+        out.append((m.lastgroup, m.group(m.lastgroup), pos, m.end()))
+        pos = m.end()
