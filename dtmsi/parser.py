@@ -69,7 +69,7 @@ _TOKEN_RE = re.compile(
     + r"""(?:
     (?P<DEVFN>[0-9][0-9a-fA-F]?\.[0-9a-fA-F]{1,2}(?![0-9a-fA-FxX_.]))
     |(?P<IDPAIR>[0-9a-fA-F]{4}:[0-9a-fA-F]{4}(?![0-9a-fA-F]))
-    |(?P<NUMBER>0[xX][0-9a-fA-F](?:_?[0-9a-fA-F])*|0[bB][01](?:_?[01])*|[0-9](?:_?[0-9])*[KMGT]?)
+    |(?P<NUMBER>(?:0[xX][0-9a-fA-F](?:_?[0-9a-fA-F])*|0[bB][01](?:_?[01])*|[0-9](?:_?[0-9])*[KMGT]?)(?![A-Za-z0-9_]))
     |(?P<WORD>[A-Za-z_][A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)*)
     |(?P<STRING>"(?:[^"\\\n]|\\.)*")
     |(?P<DOTDOT>\.\.)|(?P<DOTSTAR>\.\*)|(?P<DOT>\.)
@@ -150,6 +150,9 @@ def _tokenize(file: SourceFile, pos: int = 0) -> tuple[list[tuple[str, str, int,
     return out, pos
 
 
+_BAD_NUMBER_RE = re.compile(r"[0-9][0-9A-Za-z_]*")
+
+
 def _lexical_error(file: SourceFile, pos: int) -> ParseError:
     text = file.text
     if text.startswith("/*", pos):
@@ -160,6 +163,13 @@ def _lexical_error(file: SourceFile, pos: int) -> ParseError:
             Span(file, pos, pos + 1),
             "a string ends with '\"' on the line it starts on",
             "E102",
+        )
+    bad = _BAD_NUMBER_RE.match(text, pos)
+    if bad is not None:  # '0xZZ00', '64KB', '0x1G': a number that runs into letters
+        return ParseError(
+            f"bad number '{bad.group()}'",
+            Span(file, pos, bad.end()),
+            "numbers are hex (0x1f), binary (0b101) or decimal with an optional K, M, G or T suffix (64K)",
         )
     return ParseError(f"unexpected character {text[pos]!r}", Span(file, pos, pos + 1))
 
