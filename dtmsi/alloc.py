@@ -19,6 +19,20 @@ from dtmsi.source import BUILTIN, Span
 
 Mechanism = Literal["msix", "msi", "intx", "none"]
 
+
+def _lacks(f: Function, mech: str) -> str:
+    """Why ``f`` cannot use ``mech``, for reasons and hints."""
+    if mech == "msix":
+        return f"'{f.name}' has no MSI-X capability"
+    if mech == "msi":
+        return f"'{f.name}' has no MSI capability"
+    if f.kind == "vf":
+        return f"'{f.name}' is an SR-IOV VF (no INTx)"
+    if not f.intx_pin:
+        return f"'{f.name}' has no INTx pin"
+    return f"host bridge '{f.host.name}' has no INTx route"
+
+
 GITS_TRANSLATER = 0x10040  # ITS doorbell offset (arm-gic-v3.h)
 X86_MSI_BASE = 0xFEE00000
 
@@ -155,8 +169,16 @@ class Allocator:
     def policy_for(self, f: Function) -> tuple[Policy, str, bool]:
         """(policy, where it came from, explicitly attached to this function?)"""
         name = f.policy
-        if f.kind == "vf" and f.pf is not None and f.pf.sriov is not None and f.pf.sriov.vf_policy:
-            name = f.pf.sriov.vf_policy
+        pf = f.pf if f.kind == "vf" else None
+        if pf is not None and pf.sriov is not None:
+            # A VF's own policy is the one its PF's sriov block names for it;
+            # one it inherits from the PF was attached to the PF, not to it.
+            if pf.sriov.vf_policy in self.m.policies:
+                return self.m.policies[pf.sriov.vf_policy], f"VF policy of '{pf.name}' ({f.span.short()})", True
+            if pf.policy in self.m.policies:
+                pf_span = pf.policy_span or pf.span
+                return self.m.policies[pf.policy], f"inherited from PF '{pf.name}' ({pf_span.short()})", False
+            name = None
         if name is not None and name in self.m.policies:
             span = f.policy_span or f.span
             return self.m.policies[name], f"function ({span.short()})", True
@@ -214,35 +236,55 @@ class Allocator:
             "intx": f.intx_pin > 0 and f.kind != "vf" and (f.host.intx is not None or f.host.kind == "papr"),
         }
         span = f.policy_span or f.span
-        if explicit and not (f.kind == "vf" and f.vf_index):  # VFs share one declaration
-            for mech in policy.prefer:
-                if not have[mech]:
-                    if mech == "intx" and f.kind == "vf":
-                        self.report(
-                            C.INTX_ON_VF,
-                            span,
-                            f"policy '{policy.name}' falls back to INTx, but '{f.name}' is an SR-IOV VF",
-                            "VFs have no INTx (PCIe SR-IOV spec 3.5.4); drop 'intx' from 'prefer'",
-                            notes=(Note("the policy", policy.span),),
-                        )
-                    else:
-                        self.report(
-                            C.POLICY_MECHANISM,
-                            span,
-                            f"policy '{policy.name}' names {mech}, which '{f.name}' does not have",
-                            "remove it from 'prefer' or declare the capability",
-                            notes=(Note("the policy", policy.span),),
-                        )
         chain = [mech for mech in policy.prefer if have[mech]]
+        missing = [mech for mech in policy.prefer if not have[mech]]
+        said_once = not (f.kind == "vf" and f.vf_index)  # VFs share one declaration: say it for the first
+        if explicit and chain and said_once:
+            # A policy attached to this function names a mechanism it lacks: a
+            # mistake in one place (when it names nothing it has, E608 alone says so).
+            for mech in missing:
+                if mech == "intx" and f.kind == "vf":
+                    self.report(
+                        C.INTX_ON_VF,
+                        span,
+                        f"policy '{policy.name}' falls back to INTx, but '{f.name}' is an SR-IOV VF",
+                        "VFs have no INTx (PCIe SR-IOV spec 3.5.4); drop 'intx' from 'prefer'",
+                        notes=(Note("the policy", policy.span),),
+                    )
+                else:
+                    self.report(
+                        C.POLICY_MECHANISM,
+                        span,
+                        f"policy '{policy.name}' names {mech}, which '{f.name}' does not have",
+                        "remove it from 'prefer' or declare the capability",
+                        notes=(Note("the policy", policy.span),),
+                    )
+        elif not explicit:
+            # A default, class or inherited policy is written for many
+            # functions: a mechanism one of them lacks is skipped, with a reason.
+            for mech in missing:
+                a.say(f"{mech}: skipped, {_lacks(f, mech)} ({source})")
         if not chain:
-            if any(have.values()) or explicit:
+            if explicit and said_once:
+                lacks = "; ".join(_lacks(f, m) for m in missing)
                 self.report(
                     C.POLICY_NO_MECHANISM,
                     span,
                     f"none of {', '.join(policy.prefer)} (policy '{policy.name}', {source}) is available on '{f.name}'",
-                    hint="give the function a capability the policy accepts, or another policy",
+                    hint=f"{lacks}; give it a capability the policy accepts, or another policy",
+                    notes=(Note("the policy", policy.span),),
                 )
-            elif not f.intx_pin:
+            elif not explicit and any(have.values()):
+                has = ", ".join(m for m in ("msix", "msi", "intx") if have[m])
+                self.report(
+                    C.POLICY_NOTHING_AVAILABLE,
+                    f.name_span,
+                    f"'{f.name}' gets no interrupt: policy '{policy.name}' ({source}) "
+                    f"names none of what it has ({has})",
+                    hint=f"attach a policy to it ('policy NAME;') or add {has.split(', ')[0]} to the policy's 'prefer'",
+                    notes=(Note("the policy", policy.span),),
+                )
+            elif not any(have.values()) and not f.intx_pin:
                 self.report(C.NO_INTERRUPT, f.name_span, f"'{f.name}' has neither MSI, MSI-X nor INTx")
             a.say("no interrupt mechanism available")
             return a

@@ -11,11 +11,15 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from dtmsi import __version__
+
+if TYPE_CHECKING:
+    from dtmsi.alloc import AllocationResult
+    from dtmsi.model import Machine
 
 _FORMAT = click.Choice(["text", "json"])
 F = TypeVar("F", bound=Callable[..., Any])
@@ -244,3 +248,175 @@ def report_cmd(
 def check_cmd(input_file: str, fmt: str, werror: bool, warning: tuple[str, ...], color: str, debug: bool) -> None:
     """Parse, resolve and check FILE.msi; print diagnostics; write nothing."""
     _run(input_file, None, fmt, werror, warning, None, False, color, debug)
+
+
+def _analyse_for_tool(
+    input_file: str, fmt: str, werror: bool, warning: tuple[str, ...], color: str, debug: bool
+) -> tuple[Machine, AllocationResult]:
+    """Parse, resolve, check and allocate ``input_file`` (no outputs); print the
+    diagnostics; exit 1 on errors. -> (machine, allocation)."""
+    from dtmsi.diagnostics import DiagnosticSink
+    from dtmsi.driver import analyse
+    from dtmsi.options import CompileOptions
+
+    options = CompileOptions(
+        input=Path(input_file),
+        keep_artifacts=False,
+        diagnostics_format=fmt,  # type: ignore[arg-type]
+        werror=werror,
+        silenced=_silenced(warning),
+        color=_use_color(color),
+    )
+    sink = DiagnosticSink(werror=options.werror, silenced=options.silenced)
+    try:
+        analysed = analyse(options, sink)
+    except Exception as e:
+        if debug:
+            raise
+        click.echo(f"dtmsi: internal error: {type(e).__name__}: {e}", err=True)
+        sys.exit(3)
+    _emit(sink, fmt, werror, options.color, writes=False)
+    if analysed is None or sink.has_errors:
+        sys.exit(1)
+    return analysed
+
+
+@main.command("graph")
+@click.argument("input_file", metavar="FILE.msi", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "-o",
+    "--output",
+    metavar="OUT.svg|OUT.dot",
+    type=click.Path(dir_okay=False),
+    help="Write the picture here: .svg is drawn by Graphviz's dot, .dot is the graph source. "
+    "Default: the DOT text on standard output.",
+)
+@_common
+def graph_cmd(
+    input_file: str, output: str | None, fmt: str, werror: bool, warning: tuple[str, ...], color: str, debug: bool
+) -> None:
+    """Draw FILE.msi's topology: host bridges, bridges and functions (BDF, requester
+    ID), partitions as colours, PEs as boxes, and each function's MSI route to its
+    controller with the vectors the allocation grants."""
+    suffix = Path(output).suffix.lower() if output else ".dot"
+    if output == "-":
+        suffix = ".dot"
+    if suffix not in (".svg", ".dot", ".gv"):
+        raise click.BadParameter(f"expected a .svg or .dot file, got {output!r}", param_hint="-o")
+    machine, allocation = _analyse_for_tool(input_file, fmt, werror, warning, color, debug)
+    from dtmsi.graph import GraphvizError, render_svg, to_dot
+    from dtmsi.graphview import build_view
+
+    dot_text = to_dot(build_view(machine, allocation))
+    if output is None or output == "-":
+        click.echo(dot_text, nl=False)
+        sys.exit(0)
+    data = dot_text.encode()
+    if suffix == ".svg":
+        try:
+            data = render_svg(dot_text)
+        except GraphvizError as e:
+            click.echo(f"dtmsi: {e}", err=True)
+            sys.exit(2)
+    from dtmsi.artifacts import write_if_changed
+
+    try:
+        write_if_changed(Path(output), data)
+    except OSError as e:
+        click.echo(f"dtmsi: cannot write {output}: {e.strerror or e}", err=True)
+        sys.exit(1)
+    sys.exit(0)
+
+
+def _fmt_inputs(paths: tuple[str, ...]) -> list[str]:
+    """FILE.msi, DIR (every *.msi below it, sorted) or '-' (standard input) -> the files."""
+    out: list[str] = []
+    for p in paths:
+        path = Path(p)
+        if p == "-":
+            out.append(p)
+        elif path.is_dir():
+            out.extend(str(f) for f in sorted(path.rglob("*.msi")) if f.is_file())
+        elif path.exists():
+            out.append(p)
+        else:
+            raise click.BadParameter(f"no such file or directory: {p!r}", param_hint="FILE")
+    return out
+
+
+@main.command("fmt")
+@click.argument("paths", nargs=-1, required=True, metavar="FILE.msi|DIR|-...")
+@click.option("--check", is_flag=True, help="Write nothing; list the files formatting would change; exit 1 if any.")
+@click.option(
+    "-o",
+    "--output",
+    metavar="FILE|-",
+    type=click.Path(dir_okay=False),
+    help="Write the formatted text here ('-': standard output) instead of in place (one input only).",
+)
+@click.option(
+    "--diagnostics-format",
+    "fmt",
+    type=_FORMAT,
+    default="text",
+    show_default=True,
+    help="How to print diagnostics: gcc-style text or JSON.",
+)
+@click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True)
+@click.option("--debug", is_flag=True, help="Show Python tracebacks for internal errors.")
+def fmt_cmd(paths: tuple[str, ...], check: bool, output: str | None, fmt: str, color: str, debug: bool) -> None:
+    """Lay out .msi files canonically, keeping every comment: in place, to -o, or
+    from '-' (standard input) to standard output. A directory means every .msi
+    below it. Only whitespace changes, so a file compiles to the same outputs."""
+    from dtmsi import codes as C
+    from dtmsi.artifacts import write_if_changed
+    from dtmsi.diagnostics import DiagnosticSink
+    from dtmsi.fmt import FormatError, format_source
+    from dtmsi.parser import ParseError
+    from dtmsi.source import SourceFile, Span
+
+    inputs = _fmt_inputs(paths)
+    if output is not None and (len(inputs) != 1 or check):
+        raise click.BadParameter("-o takes exactly one input and no --check", param_hint="-o")
+    if inputs.count("-") > 1:
+        raise click.BadParameter("standard input ('-') given twice", param_hint="FILE")
+    sink = DiagnosticSink()
+    results: list[tuple[str, str, str]] = []  # name, text before, text after
+    for name in inputs:
+        try:
+            text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            sink.report(C.INCLUDE_NOT_FOUND, Span(SourceFile(name, ""), 0, 0), f"cannot read '{name}': {reason}")
+            continue
+        source = SourceFile("<stdin>" if name == "-" else name, text)
+        try:
+            results.append((name, text, format_source(source)))
+        except ParseError as e:
+            sink.report(C.UNTERMINATED if e.code == "E102" else C.SYNTAX, e.span, e.message, hint=e.hint)
+        except (FormatError, RecursionError) as e:
+            if debug:
+                raise
+            click.echo(f"dtmsi: internal error: {type(e).__name__}: {e}", err=True)
+            sys.exit(3)
+    if sink.has_errors:
+        _emit(sink, fmt, False, _use_color(color), writes=not check)
+        sys.exit(1)
+    if check:
+        changed = [("<stdin>" if name == "-" else name) for name, before, after in results if before != after]
+        for name in changed:
+            click.echo(name)
+        if changed:
+            click.echo(f"dtmsi: {len(changed)} file(s) would be reformatted", err=True)
+        sys.exit(1 if changed else 0)
+    for name, _before, after in results:
+        target = output if output is not None else name
+        if target == "-":
+            click.echo(after, nl=False)
+            continue
+        try:
+            write_if_changed(Path(target), after.encode())
+        except OSError as e:
+            click.echo(f"dtmsi: cannot write {target}: {e.strerror or e}", err=True)
+            sys.exit(1)
+    sys.exit(0)

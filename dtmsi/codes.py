@@ -141,3 +141,6 @@ BASE_NODE_MISSING = _code("E902", "node expected in the base tree is missing")
 BASE_NODE_MISMATCH = _code("W903", "base tree node disagrees with the declaration")
 RAW_NODE = _code("E904", "raw node or property cannot be placed")
 OUTPUT_WRITE = _code("E905", "output cannot be written")
+
+# 97x: policies applied to many functions (issue 11)
+POLICY_NOTHING_AVAILABLE = _code("W970", "a default, class or inherited policy names nothing the function has")

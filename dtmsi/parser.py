@@ -69,7 +69,7 @@ _TOKEN_RE = re.compile(
     + r"""(?:
     (?P<DEVFN>[0-9][0-9a-fA-F]?\.[0-9a-fA-F]{1,2}(?![0-9a-fA-FxX_.]))
     |(?P<IDPAIR>[0-9a-fA-F]{4}:[0-9a-fA-F]{4}(?![0-9a-fA-F]))
-    |(?P<NUMBER>0[xX][0-9a-fA-F](?:_?[0-9a-fA-F])*|0[bB][01](?:_?[01])*|[0-9](?:_?[0-9])*[KMGT]?)
+    |(?P<NUMBER>(?:0[xX][0-9a-fA-F](?:_?[0-9a-fA-F])*|0[bB][01](?:_?[01])*|[0-9](?:_?[0-9])*[KMGT]?)(?![A-Za-z0-9_]))
     |(?P<WORD>[A-Za-z_][A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)*)
     |(?P<STRING>"(?:[^"\\\n]|\\.)*")
     |(?P<DOTDOT>\.\.)|(?P<DOTSTAR>\.\*)|(?P<DOT>\.)
@@ -150,6 +150,9 @@ def _tokenize(file: SourceFile, pos: int = 0) -> tuple[list[tuple[str, str, int,
     return out, pos
 
 
+_BAD_NUMBER_RE = re.compile(r"[0-9][0-9A-Za-z_]*")
+
+
 def _lexical_error(file: SourceFile, pos: int) -> ParseError:
     text = file.text
     if text.startswith("/*", pos):
@@ -160,6 +163,13 @@ def _lexical_error(file: SourceFile, pos: int) -> ParseError:
             Span(file, pos, pos + 1),
             "a string ends with '\"' on the line it starts on",
             "E102",
+        )
+    bad = _BAD_NUMBER_RE.match(text, pos)
+    if bad is not None:  # '0xZZ00', '64KB', '0x1G': a number that runs into letters
+        return ParseError(
+            f"bad number '{bad.group()}'",
+            Span(file, pos, bad.end()),
+            "numbers are hex (0x1f), binary (0b101) or decimal with an optional K, M, G or T suffix (64K)",
         )
     return ParseError(f"unexpected character {text[pos]!r}", Span(file, pos, pos + 1))
 
@@ -506,3 +516,32 @@ def _explain_with_lark(file: SourceFile) -> None:
         if tok.type in ("WORD", "RBRACE") and "SEMI" in e.expected:
             hint = "the statement before it may be missing its ';'"
         raise ParseError(f"unexpected {str(tok)!r}" + _expected(set(e.expected)), span, hint) from None
+
+
+_COMMENT_RE = re.compile(r"//[^\n]*|/\*(?:.|\n)*?\*/")
+_SPACE_RE = re.compile(r"[ \t\r\n\f]*")
+
+
+def lexemes(file: SourceFile) -> list[tuple[str, str, int, int]]:
+    """Every token of ``file`` in order, comments included (kind ``COMMENT``),
+    as (kind, text, start, end). For tools that keep comments (``dtmsi fmt``);
+    the file must already have parsed (this does not word errors)."""
+    text = file.text
+    out: list[tuple[str, str, int, int]] = []
+    pos, n = 0, len(text)
+    while True:
+        space = _SPACE_RE.match(text, pos)
+        assert space is not None
+        pos = space.end()
+        if pos >= n:
+            return out
+        comment = _COMMENT_RE.match(text, pos)
+        if comment is not None:
+            out.append(("COMMENT", comment.group(), pos, comment.end()))
+            pos = comment.end()
+            continue
+        m = _TOKEN_RE.match(text, pos)  # nothing to skip here: the token starts at pos
+        if m is None or m.lastgroup is None:
+            raise _lexical_error(file, pos)
+        out.append((m.lastgroup, m.group(m.lastgroup), pos, m.end()))
+        pos = m.end()

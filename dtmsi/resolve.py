@@ -82,6 +82,9 @@ class Resolver:
         self.source_name = source_name
         self.labels: dict[str, Span] = {}
         self.controllers: dict[str, m.Controller] = {}
+        # Controllers declared with an error already reported (an unknown or
+        # mismatched kind): a reference to one is not a second mistake.
+        self.broken_controllers: set[str] = set()
         self.functions: dict[str, m.Function] = {}
         self.host_bridges: list[m.HostBridge] = []
         # BAR placement memos: (bridge id, resource) -> (size, alignment) / alignment
@@ -174,6 +177,7 @@ class Resolver:
     def _controller(self, d: ast.ControllerDecl) -> None:
         kind = CONTROLLER_KINDS.get(d.kind)
         if kind is None:
+            self.broken_controllers.add(d.name)
             self.error(
                 C.UNKNOWN_NAME,
                 d.span,
@@ -183,6 +187,7 @@ class Resolver:
             return
         role, icells, mcells, compat = kind
         if role != d.role:
+            self.broken_controllers.add(d.name)
             self.error(C.WRONG_KIND, d.span, f"'{d.kind}' is an {role} controller, declared as {d.role}-controller")
             return
         if not self.claim_label(d.name, d.span, "controller"):
@@ -260,6 +265,8 @@ class Resolver:
     def _controller_ref(self, name: str, span: Span, role: str | None = None) -> m.Controller | None:
         c = self.controllers.get(name)
         if c is None:
+            if name in self.broken_controllers:
+                return None  # its declaration's error says it all
             if name.replace("-", "_") in self.labels:
                 self.error(C.WRONG_KIND, span, f"'{name}' is not a controller")
             else:

@@ -17,10 +17,16 @@ from dtmsi.model import Machine
 
 Check = Callable[[Machine, Report], None]
 
-ALL: tuple[Check, ...] = (
+# Where each function is: checked first, and the other checks run only if it
+# holds. A duplicate BDF would otherwise surface as errors it causes (a shared
+# DeviceID, a partition clash) ahead of, or instead of, the mistake itself.
+IDENTITY: tuple[Check, ...] = (
     topology.device_function_numbers,
-    topology.device_zero_below_pcie_ports,
     topology.unique_bdf,
+)
+
+ALL: tuple[Check, ...] = (
+    topology.device_zero_below_pcie_ports,
     topology.function_zero_present,
     topology.ecam_covers_buses,
     topology.windows_disjoint,
@@ -46,5 +52,9 @@ ALL: tuple[Check, ...] = (
 
 def run_checks(machine: Machine, sink: DiagnosticSink) -> None:
     report = Report(sink)
+    for check in IDENTITY:
+        check(machine, report)
+    if sink.has_errors:
+        return
     for check in ALL:
         check(machine, report)
