@@ -90,7 +90,7 @@ def _run(
     emit: frozenset[str] | None = None,
 ) -> NoReturn:
     from dtmsi.driver import compile_file
-    from dtmsi.options import OUTPUT_KINDS, CompileOptions
+    from dtmsi.options import DEFAULT_OUTPUTS, CompileOptions
 
     options = CompileOptions(
         input=Path(input_file),
@@ -102,7 +102,7 @@ def _run(
         depfile=Path(depfile) if depfile else None,
         report=report,
         color=_use_color(color),
-        emit=emit if emit is not None else frozenset(OUTPUT_KINDS),
+        emit=emit if emit is not None else DEFAULT_OUTPUTS,
     )
     try:
         result = compile_file(options)
@@ -178,7 +178,8 @@ def main() -> None:
     multiple=True,
     metavar="KINDS",
     help="Write only these outputs (comma-separated, repeatable): dtb, dts, json (allocation.json), "
-    "c (<stem>_msi.h/.c), python (<stem>_msi.py). Default: all.",
+    "c (<stem>_msi.h/.c), python (<stem>_msi.py), dtbo (<stem>.dtbo, an overlay for the board's DTB; "
+    "needs a base tree). Default: all but dtbo.",
 )
 @_common
 def compile_cmd(
