@@ -239,6 +239,38 @@ def report_cmd(
     sys.exit(0)
 
 
+@main.command("import")
+@click.argument("input_file", metavar="BOARD.dtb|.dts", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "-o",
+    "--output",
+    metavar="FILE.msi",
+    type=click.Path(dir_okay=False),
+    help="Where to write the .msi (default: standard output).",
+)
+def import_cmd(input_file: str, output: str | None) -> None:
+    """Describe the PCI side of a board's device tree as a .msi: host bridges,
+    bridges, functions, BARs, MSI/INTx routing and the controllers they use.
+    The .msi names the original tree as its base; what cannot be imported is
+    listed at its top and on stderr."""
+    from dtmsi.artifacts import write_if_changed
+    from dtmsi.importer import ImportProblem, import_tree
+
+    out = Path(output) if output else None
+    try:
+        text, notes = import_tree(Path(input_file), out)
+    except ImportProblem as e:
+        click.echo(f"{input_file}: error: {e}", err=True)
+        sys.exit(1)
+    for note in notes:
+        click.echo(f"{input_file}: note: not imported: {note}", err=True)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        write_if_changed(out, text.encode())
+    sys.exit(0)
+
+
 @main.command("check")
 @click.argument("input_file", metavar="FILE.msi", type=click.Path(exists=True, dir_okay=False))
 @_common
