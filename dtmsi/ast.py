@@ -246,6 +246,7 @@ class HostBridgeDecl:
     children: tuple[FunctionDecl, ...]
     span: Span
     msi_ranges: tuple[int, int, Span] | None = None  # OPAL: the PHB's MSI hwirq range
+    node_name: str | None = None  # ``name "pcie@10000000";``: the node's full name, as a board has it
 
 
 # ---------------------------------------------------------------- policies, PEs, partitions

@@ -94,7 +94,7 @@ def _run(
     emit: frozenset[str] | None = None,
 ) -> NoReturn:
     from dtmsi.driver import compile_file
-    from dtmsi.options import OUTPUT_KINDS, CompileOptions
+    from dtmsi.options import DEFAULT_OUTPUTS, CompileOptions
 
     options = CompileOptions(
         input=Path(input_file),
@@ -106,7 +106,7 @@ def _run(
         depfile=Path(depfile) if depfile else None,
         report=report,
         color=_use_color(color),
-        emit=emit if emit is not None else frozenset(OUTPUT_KINDS),
+        emit=emit if emit is not None else DEFAULT_OUTPUTS,
     )
     try:
         result = compile_file(options)
@@ -182,7 +182,8 @@ def main() -> None:
     multiple=True,
     metavar="KINDS",
     help="Write only these outputs (comma-separated, repeatable): dtb, dts, json (allocation.json), "
-    "c (<stem>_msi.h/.c), python (<stem>_msi.py). Default: all.",
+    "c (<stem>_msi.h/.c), python (<stem>_msi.py), dtbo (<stem>.dtbo, an overlay for the board's DTB; "
+    "needs a base tree). Default: all but dtbo.",
 )
 @_common
 def compile_cmd(
@@ -239,6 +240,38 @@ def report_cmd(
         to_json(result.machine, result.allocation) if as_json else render_table(result.machine, result.allocation),
         nl=False,
     )
+    sys.exit(0)
+
+
+@main.command("import")
+@click.argument("input_file", metavar="BOARD.dtb|.dts", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "-o",
+    "--output",
+    metavar="FILE.msi",
+    type=click.Path(dir_okay=False),
+    help="Where to write the .msi (default: standard output).",
+)
+def import_cmd(input_file: str, output: str | None) -> None:
+    """Describe the PCI side of a board's device tree as a .msi: host bridges,
+    bridges, functions, BARs, MSI/INTx routing and the controllers they use.
+    The .msi names the original tree as its base; what cannot be imported is
+    listed at its top and on stderr."""
+    from dtmsi.artifacts import write_if_changed
+    from dtmsi.importer import ImportProblem, import_tree
+
+    out = Path(output) if output else None
+    try:
+        text, notes = import_tree(Path(input_file), out)
+    except ImportProblem as e:
+        click.echo(f"{input_file}: error: {e}", err=True)
+        sys.exit(1)
+    for note in notes:
+        click.echo(f"{input_file}: note: not imported: {note}", err=True)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        write_if_changed(out, text.encode())
     sys.exit(0)
 
 

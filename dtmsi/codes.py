@@ -144,3 +144,7 @@ OUTPUT_WRITE = _code("E905", "output cannot be written")
 
 # 97x: policies applied to many functions (issue 11)
 POLICY_NOTHING_AVAILABLE = _code("W970", "a default, class or inherited policy names nothing the function has")
+
+# 98x: overlays
+OVERLAY_NO_BASE = _code("W980", "overlay asked for, but there is no base tree to apply it to")
+OVERLAY_BASE_REF = _code("E981", "overlay cannot refer to a node of the base tree")

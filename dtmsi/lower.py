@@ -981,6 +981,7 @@ class Lowerer:
         a.end()
         compatible: tuple[str, ...] = ()
         domain = buses = msi_map_mask = msi_parent = pe_total = msi_ranges = None
+        node_name: str | None = None
         windows: list[ast.WindowDecl] = []
         maps: list[ast.MsiMapDecl] = []
         intx: ast.IntxRouteDecl | None = None
@@ -1029,6 +1030,12 @@ class Lowerer:
                     pe_total = b.number("ibm,pe-total-#msi", 0, 0xFFFFFFFF)
                 elif w == "msi-ranges" and kind == "opal":
                     msi_ranges = b.range("the PHB's MSI hwirq range", 0, 0xFFFFFFFF)
+                elif w == "name":
+                    # A board's own node name (dtmsi import): QEMU's virt calls its
+                    # high-ECAM bridge pcie@10000000 after the legacy window.
+                    node_name = b.string("the device-tree node name")[0]
+                    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9,._+-]{0,30}(@[A-Za-z0-9,._+-]{1,30})?", node_name):
+                        _fail(C.BAD_VALUE, sub.args[0].span, f"'{node_name}' is not a valid node name")
                 else:
                     self._unknown(
                         sub,
@@ -1041,6 +1048,7 @@ class Lowerer:
                             "intx",
                             "pe-total-msi",
                             "msi-ranges",
+                            "name",
                             "property",
                             *_PCI_WORDS,
                         ],
@@ -1069,6 +1077,7 @@ class Lowerer:
             tuple(children),
             st.span,
             msi_ranges,
+            node_name,
         )
 
     def _window(self, st: s.Stmt, a: Args) -> ast.WindowDecl:

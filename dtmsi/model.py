@@ -338,6 +338,7 @@ class HostBridge:
     children: list[Function] = field(default_factory=list)
     bus_used_last: int = 0  # highest bus number enumeration used
     msi_ranges: tuple[int, int] | None = None  # OPAL: (first hwirq, count) firmware composes messages for
+    node_name: str | None = None  # the node's name with unit address, when a board's tree fixes it
     # Memo of functions(): set once the resolver has built the tree (see freeze()).
     frozen_functions: list[Function] | None = None
 

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-# What ``compile --emit`` can choose; everything by default.
-OUTPUT_KINDS = ("dtb", "dts", "json", "c", "python")
+# What ``compile --emit`` can choose; everything but the overlay by default
+# (an overlay is for boards whose DTB comes from elsewhere, and needs a base tree).
+OUTPUT_KINDS = ("dtb", "dts", "json", "c", "python", "dtbo")
+DEFAULT_OUTPUTS = frozenset(OUTPUT_KINDS) - {"dtbo"}
 
 
 @dataclass(frozen=True)
@@ -23,5 +25,5 @@ class CompileOptions:
     silenced: frozenset[str] = frozenset()
     depfile: Path | None = None
     report: bool = False  # also write the readable allocation table
-    emit: frozenset[str] = frozenset(OUTPUT_KINDS)  # which outputs to write (OUTPUT_KINDS)
+    emit: frozenset[str] = DEFAULT_OUTPUTS  # which outputs to write (OUTPUT_KINDS)
     color: bool = False

@@ -350,6 +350,7 @@ class Resolver:
             d.span,
             d.name_span,
             msi_ranges=(d.msi_ranges[0], d.msi_ranges[1] - d.msi_ranges[0] + 1) if d.msi_ranges else None,
+            node_name=d.node_name,
         )
         hb.children = [self._function(fd, hb, None) for fd in d.children]
         hb.children.sort(key=lambda f: f.devfn)

@@ -14,6 +14,10 @@ triggers that diagnostic. Its leading comment block states what must happen:
 ``// compile-blocker: NAME``
     Run ``dtmsi compile FILE -o DIR`` with a directory NAME already in DIR
     (so that writing the output NAME fails) instead of ``dtmsi check``.
+``// compile-args: ARGS``
+    Run ``dtmsi compile FILE -o DIR ARGS`` instead of ``dtmsi check``, for a
+    diagnostic only some outputs give (``--emit dtb,dts,dtbo``); every
+    compile of the fixture gets ARGS.
 ``// xfail(KIND, ...): REASON``
     A known bug: the tests of those kinds (``json``, ``text``, ``compile``)
     are expected to fail, strictly, until dtmsi is fixed.
@@ -59,7 +63,8 @@ _EXPECT_RE = re.compile(
 _HINT_RE = re.compile(r"// hint: (?P<text>\S.*)")
 _XFAIL_RE = re.compile(r"// xfail\((?P<kinds>[a-z, ]+)\): (?P<reason>\S.*)")
 _BLOCKER_RE = re.compile(r"// compile-blocker: (?P<name>[^\s/]+)")
-_DIRECTIVE_RE = re.compile(r"// (?:expect|hint|xfail|compile-blocker)\b")
+_ARGS_RE = re.compile(r"// compile-args: (?P<args>\S.*)")
+_DIRECTIVE_RE = re.compile(r"// (?:expect|hint|xfail|compile-blocker|compile-args)\b")
 _HEADER_RE = re.compile(r"^\S+:\d+:\d+: (?:error|warning)\[[EW]\d{3}\]: ")
 _TRACEBACK = "Traceback (most recent call last)"
 
@@ -87,6 +92,7 @@ class Fixture:
     expects: tuple[Expect, ...]
     xfail: tuple[tuple[str, str], ...]  # (test kind, reason)
     blocker: str | None
+    args: tuple[str, ...] = ()
 
     @property
     def rel(self) -> str:
@@ -107,6 +113,7 @@ def parse_fixture(path: Path) -> Fixture:
     expects: list[Expect] = []
     xfail: list[tuple[str, str]] = []
     blocker: str | None = None
+    args: tuple[str, ...] = ()
     for number, line in enumerate(lines, 1):
         if not line.startswith("//"):
             break  # directives live in the leading comment block
@@ -129,11 +136,13 @@ def parse_fixture(path: Path) -> Fixture:
                 xfail.append((kind, m["reason"]))
         elif m := _BLOCKER_RE.fullmatch(line):
             blocker = m["name"]
+        elif m := _ARGS_RE.fullmatch(line):
+            args = tuple(m["args"].split())
         else:
             raise ValueError(f"{path}:{number}: malformed directive: {line}")
     if not lines or not _EXPECT_RE.fullmatch(lines[0]):
         raise ValueError(f"{path}:1: the first line must be '// expect: CODE LINE:COL TEXT'")
-    return Fixture(path, tuple(expects), tuple(xfail), blocker)
+    return Fixture(path, tuple(expects), tuple(xfail), blocker, args)
 
 
 FIXTURES = [parse_fixture(p) for p in sorted(ERRORS.glob("*.msi"))]
@@ -158,11 +167,12 @@ def run_dtmsi(*args: str) -> subprocess.CompletedProcess[str]:
 
 def run_fixture(fx: Fixture, fmt: str, out_dir: Path) -> subprocess.CompletedProcess[str]:
     """``dtmsi check`` (or ``compile`` into a blocked DIR) in the given diagnostics format."""
-    if fx.blocker is None:
+    if fx.blocker is None and not fx.args:
         return run_dtmsi("check", fx.rel, "--diagnostics-format", fmt)
     out_dir.mkdir(exist_ok=True)
-    (out_dir / fx.blocker).mkdir()
-    return run_dtmsi("compile", fx.rel, "-o", str(out_dir), "--diagnostics-format", fmt)
+    if fx.blocker is not None:
+        (out_dir / fx.blocker).mkdir()
+    return run_dtmsi("compile", fx.rel, "-o", str(out_dir), *fx.args, "--diagnostics-format", fmt)
 
 
 def assert_clean_exit(r: subprocess.CompletedProcess[str], expected: int) -> None:
@@ -243,7 +253,7 @@ def test_failed_compile_writes_nothing(fx: Fixture, tmp_path: Path) -> None:
     if fx.blocker is not None:
         (out / fx.blocker).mkdir()
     before = sorted(p.name for p in out.iterdir())
-    r = run_dtmsi("compile", fx.rel, "-o", str(out))
+    r = run_dtmsi("compile", fx.rel, "-o", str(out), *fx.args)
     assert_clean_exit(r, 1)
     assert sorted(p.name for p in out.iterdir()) == before
     assert previous.read_bytes() == b"\xd0\x0d\xfe\xed previous build\n"
@@ -253,7 +263,7 @@ def test_failed_compile_writes_nothing(fx: Fixture, tmp_path: Path) -> None:
 @pytest.mark.parametrize("fx", _params("compile", [f for f in FIXTURES if not f.has_error]))
 def test_warning_fixture_compiles(fx: Fixture, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    r = run_dtmsi("compile", fx.rel, "-o", str(out))
+    r = run_dtmsi("compile", fx.rel, "-o", str(out), *fx.args)
     assert_clean_exit(r, 0)
     for e in fx.expects:
         assert f"{e.file}:{e.line}:{e.column}: warning[{e.code}]: " in r.stderr, r.stderr

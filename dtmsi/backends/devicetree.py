@@ -1,4 +1,5 @@
-"""Device-tree backend: ``system.dts/.dtb`` and one ``<partition>.dts/.dtb`` each."""
+"""Device-tree backend: ``system.dts/.dtb`` and one ``<partition>.dts/.dtb`` each,
+and with a base tree, on request, the overlays ``system.dtbo`` / ``<partition>.dtbo``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dtmsi.ast import RawCells, RawNode, RawProperty
 from dtmsi.devicetree.build import Keep, TreeBuilder, attach_raw_nodes
 from dtmsi.devicetree.dtb import write_tree
 from dtmsi.devicetree.dts import DtsPrinter
+from dtmsi.devicetree.overlay import OverlayError, build_overlay
 from dtmsi.devicetree.tree import DeviceTreeError, Tree, find_node_by_label, find_node_by_path, iter_nodes
 from dtmsi.diagnostics import DiagnosticSink
 from dtmsi.model import Machine
@@ -119,6 +121,14 @@ def render(
     refs = base_refs(machine, base, sink)
     if sink.has_errors:
         return
+    overlays = "dtbo" in emit and base is not None
+    if "dtbo" in emit and base is None:
+        sink.report(
+            C.OVERLAY_NO_BASE,
+            machine.platform.span or BUILTIN,
+            "no overlay (.dtbo) is written: the platform names no 'base' tree for it to apply to",
+            hint="name the board's tree with 'base \"board.dts\";' (or .dtb), or leave dtbo out of --emit",
+        )
     views: list[tuple[str, Keep | None]] = [("system", None)]
     for part in machine.partitions:
         owned = {id(f) for f in part.functions}
@@ -138,3 +148,29 @@ def render(
                 write_tree(tree, dtb.write, printer)
         except DeviceTreeError as e:
             sink.report(C.RAW_NODE, machine.platform.span or BUILTIN, f"{name} tree: {e}")
+            return
+        if overlays:
+            assert base is not None
+            _render_overlay(machine, base, tree, name, sink, outputs)
+
+
+def _render_overlay(
+    machine: Machine, base: Tree, tree: Tree, name: str, sink: DiagnosticSink, outputs: Outputs
+) -> None:
+    try:
+        overlay = build_overlay(base, tree)
+    except OverlayError as e:
+        user = next((c for c in machine.controllers if c.from_base == e.target), None)
+        sink.report(
+            C.OVERLAY_BASE_REF,
+            (user.span if user is not None else None) or machine.platform.base_span or BUILTIN,
+            f"{name}.dtbo: {e.message}",
+            hint="give the node a label in the base tree (and build the board's DTB with 'dtc -@'), "
+            "or name it by a label with 'from base \"LABEL\"'",
+        )
+        return
+    try:
+        with outputs.open(f"{name}.dtbo", True) as dtbo:
+            write_tree(overlay, dtbo.write)
+    except DeviceTreeError as e:
+        sink.report(C.RAW_NODE, machine.platform.span or BUILTIN, f"{name}.dtbo: {e}")

@@ -255,6 +255,7 @@ class TreeBuilder:
             name = f"pcie@{_hex(hb.config_base)}"
         else:
             name = f"pci@{_hex(hb.buid or 0)}"
+        name = hb.node_name or name
         node = Node(name, labels=[hb.label], comment=f"host bridge {hb.name} - {hb.span.short()}")
         node.set("compatible", *(Str(s) for s in hb.compatible))
         node.set("device_type", Str("pci"))
