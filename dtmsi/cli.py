@@ -10,12 +10,17 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from dtmsi import __version__
+
+if TYPE_CHECKING:
+    from dtmsi.driver import CompileResult
+    from dtmsi.options import CompileOptions
 
 _FORMAT = click.Choice(["text", "json"])
 F = TypeVar("F", bound=Callable[..., Any])
@@ -38,13 +43,21 @@ def _emit(result_sink: object, fmt: str, werror: bool, color: bool, writes: bool
         click.echo(f"dtmsi: {errors} error(s){f', {warnings} warning(s)' if warnings else ''}{tail}", err=True)
 
 
+def _werror(werror: bool, warnings: tuple[str, ...]) -> bool:
+    """``--werror`` or gcc's spelling ``-Werror``."""
+    return werror or "error" in warnings
+
+
 def _silenced(warnings: tuple[str, ...]) -> frozenset[str]:
+    """``-Wno-CODE`` (gcc's spelling) or ``-W no-CODE``: the warnings to silence."""
     from dtmsi.codes import CATALOGUE
 
     out: set[str] = set()
     for w in warnings:
+        if w == "error":
+            continue
         if not w.startswith("no-"):
-            raise click.BadParameter(f"expected no-CODE, got {w!r}", param_hint="-W")
+            raise click.BadParameter(f"expected error or no-CODE, got {w!r}", param_hint="-W")
         code = w[3:].upper()
         if code not in CATALOGUE or CATALOGUE[code].is_error:
             raise click.BadParameter(f"{code} is not a warning code", param_hint="-W")
@@ -77,36 +90,48 @@ def _use_color(flag: str) -> bool:
     return sys.stderr.isatty() and os.environ.get("NO_COLOR") is None
 
 
-def _run(
+def _options(
     input_file: str,
-    output: str | None,
+    include: tuple[str, ...],
     fmt: str,
     werror: bool,
     warning: tuple[str, ...],
-    depfile: str | None,
-    report: bool,
     color: str,
-    debug: bool,
-    emit: frozenset[str] | None = None,
-) -> NoReturn:
-    from dtmsi.driver import compile_file
-    from dtmsi.options import OUTPUT_KINDS, CompileOptions
+) -> CompileOptions:
+    """The flags every command shares -> CompileOptions."""
+    from dtmsi.options import CompileOptions
+    from dtmsi.source import STDIN_NAME
 
-    options = CompileOptions(
-        input=Path(input_file),
-        output_dir=Path(output) if output else None,
+    text: str | None = None
+    if input_file == "-":
+        data = sys.stdin.buffer.read()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            click.echo(f"dtmsi: error: standard input is not UTF-8 text ({e.reason} at byte {e.start})", err=True)
+            sys.exit(1)
+    return CompileOptions(
+        input=Path(STDIN_NAME if text is not None else input_file),
+        input_text=text,
+        include_dirs=tuple(Path(d) for d in include),
         keep_artifacts=False,
         diagnostics_format=fmt,  # type: ignore[arg-type]
-        werror=werror,
+        werror=_werror(werror, warning),
         silenced=_silenced(warning),
-        depfile=Path(depfile) if depfile else None,
-        report=report,
         color=_use_color(color),
-        emit=emit if emit is not None else frozenset(OUTPUT_KINDS),
     )
+
+
+def _compile(options: CompileOptions, debug: bool) -> CompileResult:
+    """Run the compiler: a progress line if it takes long on a terminal, never a traceback."""
+    from dtmsi.driver import compile_file
+    from dtmsi.progress import Progress
+
+    progress = Progress.on_stderr(str(options.input))
     try:
-        result = compile_file(options)
+        return compile_file(options, progress=progress.phase)
     except Exception as e:  # never a traceback for users; --debug shows it
+        progress.stop()
         if debug:
             raise
         click.echo(
@@ -115,12 +140,14 @@ def _run(
             err=True,
         )
         sys.exit(3)
-    _emit(result.sink, fmt, werror, options.color, writes=output is not None)
-    if result.ok and report and result.machine is not None and result.allocation is not None:
-        from dtmsi.report import render_table
+    finally:
+        progress.stop()
 
-        click.echo(render_table(result.machine, result.allocation), nl=False)
-    sys.exit(0 if result.ok else 1)
+
+def _not_stdout(value: str | None, flag: str) -> None:
+    # dtmsi writes several files; "-" would become a directory or file named "-".
+    if value == "-":
+        raise click.UsageError(f"{flag} cannot be '-': dtmsi writes files, not standard output")
 
 
 def _common(f: F) -> F:
@@ -133,9 +160,14 @@ def _common(f: F) -> F:
         help="Colour diagnostics.",
     )(f)
     f = click.option(
-        "-W", "warning", multiple=True, metavar="no-CODE", help="Silence a warning, e.g. -W no-W706 (repeatable)."
+        "-W",
+        "warning",
+        multiple=True,
+        metavar="error|no-CODE",
+        help="-Werror: treat warnings as errors; -Wno-CODE: silence a warning, e.g. -Wno-W706 "
+        "(repeatable; '-W no-W706' works too).",
     )(f)
-    f = click.option("--werror", is_flag=True, help="Treat warnings as errors.")(f)
+    f = click.option("--werror", is_flag=True, help="Treat warnings as errors (same as -Werror).")(f)
     f = click.option(
         "--diagnostics-format",
         "fmt",
@@ -144,7 +176,23 @@ def _common(f: F) -> F:
         show_default=True,
         help="How to print diagnostics: gcc-style text or JSON for IDEs and CI.",
     )(f)
+    f = click.option(
+        "-I",
+        "include",
+        multiple=True,
+        metavar="DIR",
+        type=click.Path(file_okay=False),
+        help="Search DIR for included files and the base tree, after the including file's own "
+        "directory (repeatable; searched in the order given).",
+    )(f)
     return f
+
+
+# "-" reads the input from standard input: diagnostics name it <stdin>, and
+# its includes and base tree are found relative to the current directory.
+_INPUT = click.argument(
+    "input_file", metavar="FILE.msi", type=click.Path(exists=True, dir_okay=False, allow_dash=True)
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -155,7 +203,7 @@ def main() -> None:
 
 
 @main.command("compile")
-@click.argument("input_file", metavar="FILE.msi", type=click.Path(exists=True, dir_okay=False))
+@_INPUT
 @click.option(
     "-o",
     "--output",
@@ -169,7 +217,8 @@ def main() -> None:
     "-M",
     metavar="FILE",
     type=click.Path(dir_okay=False),
-    help="Also write a Make/Ninja depfile listing every input read.",
+    help="Also write a Make/Ninja depfile listing every input read (with an empty rule per input, "
+    "as gcc -MP writes).",
 )
 @click.option("--report", is_flag=True, help="Print the readable allocation table to stdout.")
 @click.option(
@@ -187,6 +236,7 @@ def compile_cmd(
     depfile: str | None,
     report: bool,
     emit: tuple[str, ...],
+    include: tuple[str, ...],
     fmt: str,
     werror: bool,
     warning: tuple[str, ...],
@@ -196,37 +246,46 @@ def compile_cmd(
     """Compile FILE.msi into DIR: device trees (system.dts/.dtb for the whole machine,
     <partition>.dts/.dtb for every partition), allocation.json, and the MSI setup
     stubs <partition>_msi.h/.c/.py (system_msi.* without partitions)."""
-    _run(input_file, output, fmt, werror, warning, depfile, report, color, debug, _emit_kinds(emit))
+    from dtmsi.options import OUTPUT_KINDS
+
+    _not_stdout(output, "-o/--output")
+    _not_stdout(depfile, "--depfile")
+    kinds = _emit_kinds(emit)
+    options = replace(
+        _options(input_file, include, fmt, werror, warning, color),
+        output_dir=Path(output),
+        depfile=Path(depfile) if depfile else None,
+        report=report,
+        emit=kinds if kinds is not None else frozenset(OUTPUT_KINDS),
+    )
+    result = _compile(options, debug)
+    _emit(result.sink, fmt, options.werror, options.color)
+    if result.ok and report and result.machine is not None and result.allocation is not None:
+        from dtmsi.report import render_table
+
+        click.echo(render_table(result.machine, result.allocation), nl=False)
+    sys.exit(0 if result.ok else 1)
 
 
 @main.command("report")
-@click.argument("input_file", metavar="FILE.msi", type=click.Path(exists=True, dir_okay=False))
+@_INPUT
 @click.option("--json", "as_json", is_flag=True, help="Print allocation.json instead of the table.")
 @_common
 def report_cmd(
-    input_file: str, as_json: bool, fmt: str, werror: bool, warning: tuple[str, ...], color: str, debug: bool
+    input_file: str,
+    as_json: bool,
+    include: tuple[str, ...],
+    fmt: str,
+    werror: bool,
+    warning: tuple[str, ...],
+    color: str,
+    debug: bool,
 ) -> None:
     """Print the MSI allocation of FILE.msi: per function the mechanism, vectors
     requested and granted, controller, DeviceID/EventIDs or address/data, and why."""
-    from dtmsi.driver import compile_file
-    from dtmsi.options import CompileOptions
-
-    options = CompileOptions(
-        input=Path(input_file),
-        keep_artifacts=False,
-        diagnostics_format=fmt,  # type: ignore[arg-type]
-        werror=werror,
-        silenced=_silenced(warning),
-        color=_use_color(color),
-    )
-    try:
-        result = compile_file(options)
-    except Exception as e:
-        if debug:
-            raise
-        click.echo(f"dtmsi: internal error: {type(e).__name__}: {e}", err=True)
-        sys.exit(3)
-    _emit(result.sink, fmt, werror, options.color, writes=False)
+    options = _options(input_file, include, fmt, werror, warning, color)
+    result = _compile(options, debug)
+    _emit(result.sink, fmt, options.werror, options.color, writes=False)
     if not result.ok or result.machine is None or result.allocation is None:
         sys.exit(1)
     from dtmsi.report import render_table, to_json
@@ -239,8 +298,19 @@ def report_cmd(
 
 
 @main.command("check")
-@click.argument("input_file", metavar="FILE.msi", type=click.Path(exists=True, dir_okay=False))
+@_INPUT
 @_common
-def check_cmd(input_file: str, fmt: str, werror: bool, warning: tuple[str, ...], color: str, debug: bool) -> None:
+def check_cmd(
+    input_file: str,
+    include: tuple[str, ...],
+    fmt: str,
+    werror: bool,
+    warning: tuple[str, ...],
+    color: str,
+    debug: bool,
+) -> None:
     """Parse, resolve and check FILE.msi; print diagnostics; write nothing."""
-    _run(input_file, None, fmt, werror, warning, None, False, color, debug)
+    options = _options(input_file, include, fmt, werror, warning, color)
+    result = _compile(options, debug)
+    _emit(result.sink, fmt, options.werror, options.color, writes=False)
+    sys.exit(0 if result.ok else 1)

@@ -12,7 +12,7 @@ OUTPUT_KINDS = ("dtb", "dts", "json", "c", "python")
 
 @dataclass(frozen=True)
 class CompileOptions:
-    input: Path
+    input: Path  # source.STDIN_NAME with input_text: read from standard input
     output_dir: Path | None = None  # None: check only, write nothing
     # Without an output directory: keep the outputs' bytes in memory
     # (CompileResult.artifacts, for tests and tools) or make them only to
@@ -25,3 +25,5 @@ class CompileOptions:
     report: bool = False  # also write the readable allocation table
     emit: frozenset[str] = frozenset(OUTPUT_KINDS)  # which outputs to write (OUTPUT_KINDS)
     color: bool = False
+    include_dirs: tuple[Path, ...] = ()  # -I, searched in order after the including file's directory
+    input_text: str | None = None  # the input itself, when it is not read from ``input`` (stdin)
