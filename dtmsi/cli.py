@@ -102,17 +102,8 @@ def _options(
     from dtmsi.options import CompileOptions
     from dtmsi.source import STDIN_NAME
 
-    text: str | None = None
-    if input_file == "-":
-        data = sys.stdin.buffer.read()
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as e:
-            click.echo(f"dtmsi: error: standard input is not UTF-8 text ({e.reason} at byte {e.start})", err=True)
-            sys.exit(1)
     return CompileOptions(
-        input=Path(STDIN_NAME if text is not None else input_file),
-        input_text=text,
+        input=Path(STDIN_NAME if input_file == "-" else input_file),
         include_dirs=tuple(Path(d) for d in include),
         keep_artifacts=False,
         diagnostics_format=fmt,  # type: ignore[arg-type]
@@ -122,13 +113,23 @@ def _options(
     )
 
 
-def _compile(options: CompileOptions, debug: bool) -> CompileResult:
-    """Run the compiler: a progress line if it takes long on a terminal, never a traceback."""
+def _compile(options: CompileOptions, debug: bool, stdin: bool) -> CompileResult:
+    """Run the compiler (on standard input's text if ``stdin``): a progress line
+    if it takes long on a terminal, never a traceback."""
     from dtmsi.driver import compile_file
     from dtmsi.progress import Progress
 
     progress = Progress.on_stderr(str(options.input))
     try:
+        if stdin:
+            progress.phase("reading standard input")
+            data = sys.stdin.buffer.read()
+            try:
+                options = replace(options, input_text=data.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                progress.stop()
+                click.echo(f"dtmsi: error: standard input is not UTF-8 text ({e.reason} at byte {e.start})", err=True)
+                sys.exit(1)
         return compile_file(options, progress=progress.phase)
     except Exception as e:  # never a traceback for users; --debug shows it
         progress.stop()
@@ -258,7 +259,7 @@ def compile_cmd(
         report=report,
         emit=kinds if kinds is not None else frozenset(OUTPUT_KINDS),
     )
-    result = _compile(options, debug)
+    result = _compile(options, debug, input_file == "-")
     _emit(result.sink, fmt, options.werror, options.color)
     if result.ok and report and result.machine is not None and result.allocation is not None:
         from dtmsi.report import render_table
@@ -284,7 +285,7 @@ def report_cmd(
     """Print the MSI allocation of FILE.msi: per function the mechanism, vectors
     requested and granted, controller, DeviceID/EventIDs or address/data, and why."""
     options = _options(input_file, include, fmt, werror, warning, color)
-    result = _compile(options, debug)
+    result = _compile(options, debug, input_file == "-")
     _emit(result.sink, fmt, options.werror, options.color, writes=False)
     if not result.ok or result.machine is None or result.allocation is None:
         sys.exit(1)
@@ -311,6 +312,19 @@ def check_cmd(
 ) -> None:
     """Parse, resolve and check FILE.msi; print diagnostics; write nothing."""
     options = _options(input_file, include, fmt, werror, warning, color)
-    result = _compile(options, debug)
+    result = _compile(options, debug, input_file == "-")
     _emit(result.sink, fmt, options.werror, options.color, writes=False)
     sys.exit(0 if result.ok else 1)
+
+
+@main.command("explain")
+@click.argument("code", metavar="CODE")
+def explain_cmd(code: str) -> None:
+    """Print the long form of diagnostic CODE (e.g. E302 or w612): the rule,
+    where it comes from, and a small input that triggers it."""
+    from dtmsi.explain import explain, lookup
+
+    found = lookup(code)
+    if found is None:
+        raise click.BadParameter(f"{code!r} is not a dtmsi diagnostic code (E101, W612, ...)", param_hint="CODE")
+    click.echo(explain(found), nl=False)

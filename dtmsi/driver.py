@@ -121,7 +121,7 @@ def _compile(options: CompileOptions, progress: Progress) -> CompileResult:
         return result
     outputs = Outputs(options.output_dir, keep=options.keep_artifacts)
     try:
-        progress("writing outputs")
+        progress("making the outputs")
         render_all(machine, allocation, base, options, sink, outputs)
         if sink.has_errors:
             outputs.discard()
