@@ -168,7 +168,7 @@ class Outputs:
                 self.directory.rmdir()
 
 
-def depfile_text(targets: list[Path], inputs: list[str]) -> str:
+def depfile_text(targets: list[str], inputs: list[str]) -> str:
     """A Make/Ninja depfile: every output depends on every input file read.
 
     Each input also gets an empty rule of its own, as gcc's -MP writes: when an
@@ -179,7 +179,7 @@ def depfile_text(targets: list[Path], inputs: list[str]) -> str:
     def esc(s: str) -> str:
         return s.replace("\\", "\\\\").replace(" ", "\\ ").replace("#", "\\#").replace("$", "$$")
 
-    head = " ".join(esc(str(t)) for t in targets)
+    head = " ".join(esc(t) for t in targets)
     deps = " \\\n  ".join(esc(i) for i in inputs)
     phony = "".join(f"\n{esc(i)}:\n" for i in inputs)
     return f"{head}: \\\n  {deps}\n{phony}"

@@ -221,6 +221,14 @@ def main() -> None:
     help="Also write a Make/Ninja depfile listing every input read (with an empty rule per input, "
     "as gcc -MP writes).",
 )
+@click.option(
+    "-MT",
+    "depfile_targets",
+    multiple=True,
+    metavar="TARGET",
+    help="Name TARGET as what the depfile's rule makes, instead of the outputs (repeatable), as "
+    "gcc -MT does: a stamp file for make, whose outputs keep their mtimes when unchanged.",
+)
 @click.option("--report", is_flag=True, help="Print the readable allocation table to stdout.")
 @click.option(
     "--emit",
@@ -235,6 +243,7 @@ def compile_cmd(
     input_file: str,
     output: str,
     depfile: str | None,
+    depfile_targets: tuple[str, ...],
     report: bool,
     emit: tuple[str, ...],
     include: tuple[str, ...],
@@ -251,11 +260,14 @@ def compile_cmd(
 
     _not_stdout(output, "-o/--output")
     _not_stdout(depfile, "--depfile")
+    if depfile_targets and not depfile:
+        raise click.UsageError("-MT names the depfile's target: give --depfile/-M FILE too")
     kinds = _emit_kinds(emit)
     options = replace(
         _options(input_file, include, fmt, werror, warning, color),
         output_dir=Path(output),
         depfile=Path(depfile) if depfile else None,
+        depfile_targets=depfile_targets,
         report=report,
         emit=kinds if kinds is not None else frozenset(OUTPUT_KINDS),
     )

@@ -132,7 +132,7 @@ def _compile(options: CompileOptions, progress: Progress) -> CompileResult:
             return result
         result.written = outputs.commit()
         if options.depfile is not None:
-            targets = [options.output_dir / a.name for a in result.artifacts]
+            targets = list(options.depfile_targets) or [str(options.output_dir / a.name) for a in result.artifacts]
             inputs = [f for f in machine.files if f != STDIN_NAME]
             if machine.platform.base is not None:
                 inputs.append(str(_base_path(machine, options)))

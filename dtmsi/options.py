@@ -22,6 +22,8 @@ class CompileOptions:
     werror: bool = False
     silenced: frozenset[str] = frozenset()
     depfile: Path | None = None
+    # -MT: what the depfile's rule makes, instead of the outputs (a stamp file for make)
+    depfile_targets: tuple[str, ...] = ()
     report: bool = False  # also write the readable allocation table
     emit: frozenset[str] = frozenset(OUTPUT_KINDS)  # which outputs to write (OUTPUT_KINDS)
     color: bool = False
