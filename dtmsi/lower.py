@@ -514,7 +514,11 @@ class Lowerer:
                 if include_span is None:
                     include_span = Span(SourceFile(display, ""), 0, 0)
                 reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-                self.sink.report(C.INCLUDE_NOT_FOUND, include_span, f"cannot read '{display}': {reason}")
+                hint = None
+                if isinstance(e, FileNotFoundError) and include_span.file.text:  # an include, not the input
+                    where = [include_span.file.name.rpartition("/")[0] or ".", *map(str, self.include_dirs)]
+                    hint = f"looked in {', '.join(where)}" + ("" if self.include_dirs else "; -I DIR adds a directory")
+                self.sink.report(C.INCLUDE_NOT_FOUND, include_span, f"cannot read '{display}': {reason}", hint=hint)
                 return None
         self._included.add(key)
         self.program.files.append(display)

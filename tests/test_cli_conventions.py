@@ -95,6 +95,9 @@ def test_include_dirs_are_searched_in_order(tmp_path: Path) -> None:
     case = _project(tmp_path)
     missing = python_m("check", "src/top.msi", "--diagnostics-format", "json", cwd=case)
     assert missing.returncode == 1 and _codes(missing) == ["E103"], missing.stderr
+    assert json.loads(missing.stderr)["diagnostics"][0]["hint"] == "looked in src; -I DIR adds a directory"
+    nowhere = python_m("check", "src/top.msi", "-I", "src", "-I", ".", "--diagnostics-format", "json", cwd=case)
+    assert json.loads(nowhere.stderr)["diagnostics"][0]["hint"] == "looked in src, src, ."
     first = python_m("check", "src/top.msi", "-I", "inc1", "-I", "inc2", cwd=case)
     assert first.returncode == 0, first.stderr
     assert f"warning[{WARN_CODE}]" in first.stderr
@@ -134,6 +137,24 @@ def test_include_dirs_find_the_base_tree_and_the_depfile_names_it(tmp_path: Path
     depfile = (tmp_path / "out.d").read_text()
     for dep in ("src/qemu-virt.msi", "board/qemu-devices.msi", "board/qemu-virt-base.dts"):
         assert f"  {dep}" in depfile and f"\n{dep}:\n" in depfile, depfile
+
+
+def test_depfile_has_phony_rules_and_mt_names_the_target(tmp_path: Path) -> None:
+    case = _project(tmp_path)
+    proc = python_m("compile", "src/top.msi", "-I", "inc1", "-o", "out", "-Mout.d", cwd=case)
+    assert proc.returncode == 0, proc.stderr
+    rule, *phony = (case / "out.d").read_text().split("\n\n")
+    targets, deps = rule.split(":", 1)
+    assert sorted(Path(t).name for t in targets.split()) == [
+        "allocation.json", "system.dtb", "system.dts", "system_msi.c", "system_msi.h", "system_msi.py"]
+    assert deps.replace("\\\n", " ").split() == ["src/top.msi", "inc1/controllers.msi"]
+    assert phony == ["src/top.msi:", "inc1/controllers.msi:\n"], "one empty rule per input, as gcc -MP"
+    stamp = python_m("compile", "src/top.msi", "-I", "inc1", "-o", "out", "-M", "stamp.d", "-MT", "out/.stamp",
+                     cwd=case)
+    assert stamp.returncode == 0, stamp.stderr
+    assert (case / "stamp.d").read_text().startswith("out/.stamp: \\\n  src/top.msi \\\n")
+    alone = python_m("compile", "src/top.msi", "-I", "inc1", "-o", "out", "-MT", "x", cwd=case)
+    assert alone.returncode == 2 and "-MT" in alone.stderr, alone.stderr
 
 
 # ---------------------------------------------------------------- standard input
