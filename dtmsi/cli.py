@@ -216,6 +216,7 @@ def main() -> None:
 @click.option(
     "--depfile",
     "-M",
+    "-MF",
     metavar="FILE",
     type=click.Path(dir_okay=False),
     help="Also write a Make/Ninja depfile listing every input read (with an empty rule per input, "
@@ -228,6 +229,12 @@ def main() -> None:
     metavar="TARGET",
     help="Name TARGET as what the depfile's rule makes, instead of the outputs (repeatable), as "
     "gcc -MT does: a stamp file for make, whose outputs keep their mtimes when unchanged.",
+)
+@click.option(
+    "-MP",
+    "phony",
+    is_flag=True,
+    help="Accepted for gcc's sake: the depfile always has an empty rule per input.",
 )
 @click.option("--report", is_flag=True, help="Print the readable allocation table to stdout.")
 @click.option(
@@ -244,6 +251,7 @@ def compile_cmd(
     output: str,
     depfile: str | None,
     depfile_targets: tuple[str, ...],
+    phony: bool,
     report: bool,
     emit: tuple[str, ...],
     include: tuple[str, ...],

@@ -153,6 +153,10 @@ def test_depfile_has_phony_rules_and_mt_names_the_target(tmp_path: Path) -> None
                      cwd=case)
     assert stamp.returncode == 0, stamp.stderr
     assert (case / "stamp.d").read_text().startswith("out/.stamp: \\\n  src/top.msi \\\n")
+    gcc = python_m("compile", "src/top.msi", "-I", "inc1", "-o", "out", "-MF", "gcc.d", "-MP", cwd=case)
+    assert gcc.returncode == 0, gcc.stderr
+    assert (case / "gcc.d").read_text() == (case / "out.d").read_text()
+    assert not (case / "P").exists(), "-MP is a flag, not -M with the file name 'P'"
     alone = python_m("compile", "src/top.msi", "-I", "inc1", "-o", "out", "-MT", "x", cwd=case)
     assert alone.returncode == 2 and "-MT" in alone.stderr, alone.stderr
 
