@@ -6,6 +6,10 @@ E = error, W = warning. Hundreds group the phase or subject:
 numbering, 4xx BARs and windows, 5xx INTx, 6xx MSI/MSI-X capabilities and
 policies, 7xx MSI controllers and msi-map, 8xx PEs, partitions and PAPR,
 9xx base trees and output.
+
+Every code also has its long form in :mod:`dtmsi.explain` (``dtmsi explain
+CODE``: the rule, its source, and the code's fixture in tests/errors/ as the
+example); a test fails for a code without one.
 """
 
 from __future__ import annotations
