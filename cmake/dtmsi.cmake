@@ -17,9 +17,10 @@
 #
 # dtmsi leaves an output whose bytes did not change untouched. Under the Ninja
 # generators (custom commands there have restat = 1), targets built from the
-# outputs are then not rebuilt. The Makefile generators have no restat: after an
-# input is touched without a change, dtmsi runs on every build until the
-# outputs change. Needs CMake 3.20 (DEPFILE).
+# outputs are then not rebuilt. The Makefile generators build correctly but not
+# minimally: their rules `cmake -E touch_nocreate` every output but the first
+# after the command, so dependants rebuild after every dtmsi run. Needs CMake
+# 3.20 (DEPFILE).
 
 function(dtmsi_compile target)
   cmake_parse_arguments(PARSE_ARGV 1 ARG "" "SOURCE;OUTPUT_DIR" "OUTPUTS;INCLUDE_DIRS;OPTIONS")
