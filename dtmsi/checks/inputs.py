@@ -1,4 +1,8 @@
-"""Rules about the input as a whole, rather than about one thing it declares."""
+"""Rules about the input as a whole, rather than about one thing it declares.
+
+Not in ``checks.ALL``: they need the span of the input itself, which the
+model does not keep, so the driver calls them with it after the checks.
+"""
 
 from __future__ import annotations
 
