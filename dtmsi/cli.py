@@ -123,12 +123,17 @@ def _compile(options: CompileOptions, debug: bool, stdin: bool) -> CompileResult
     try:
         if stdin:
             progress.phase("reading standard input")
-            data = sys.stdin.buffer.read()
             try:
-                options = replace(options, input_text=data.decode("utf-8"))
+                if sys.stdin is None:  # started with stdin closed
+                    raise OSError("it is closed")
+                options = replace(options, input_text=sys.stdin.buffer.read().decode("utf-8"))
             except UnicodeDecodeError as e:
                 progress.stop()
                 click.echo(f"dtmsi: error: standard input is not UTF-8 text ({e.reason} at byte {e.start})", err=True)
+                sys.exit(1)
+            except OSError as e:
+                progress.stop()
+                click.echo(f"dtmsi: error: cannot read standard input: {e.strerror or e}", err=True)
                 sys.exit(1)
         return compile_file(options, progress=progress.phase)
     except Exception as e:  # never a traceback for users; --debug shows it

@@ -209,6 +209,11 @@ def test_standard_input_that_is_not_utf8(tmp_path: Path) -> None:
                           cwd=tmp_path, env=env, capture_output=True, timeout=120, check=False)
     assert proc.returncode == 1, proc.stderr
     assert b"standard input is not UTF-8" in proc.stderr and b"Traceback" not in proc.stderr
+    closed = subprocess.run([sys.executable, "-m", "dtmsi", "check", "-"], stdin=subprocess.DEVNULL,
+                            cwd=tmp_path, env=env, capture_output=True, timeout=120, check=False,
+                            preexec_fn=lambda: os.close(0))
+    assert closed.returncode == 1, closed.stderr
+    assert b"cannot read standard input" in closed.stderr and b"internal error" not in closed.stderr
 
 
 @pytest.mark.parametrize("args", [["-o", "-"], ["--output=-"], ["-o", "out", "--depfile", "-"]])
