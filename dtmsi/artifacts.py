@@ -168,12 +168,18 @@ class Outputs:
                 self.directory.rmdir()
 
 
-def depfile_text(targets: list[Path], inputs: list[str]) -> str:
-    """A Make/Ninja depfile: every output depends on every input file read."""
+def depfile_text(targets: list[str], inputs: list[str]) -> str:
+    """A Make/Ninja depfile: every output depends on every input file read.
+
+    Each input also gets an empty rule of its own, as gcc's -MP writes: when an
+    included file is deleted, make then rebuilds (and dtmsi reports the missing
+    include) instead of stopping with "No rule to make target".
+    """
 
     def esc(s: str) -> str:
         return s.replace("\\", "\\\\").replace(" ", "\\ ").replace("#", "\\#").replace("$", "$$")
 
-    head = " ".join(esc(str(t)) for t in targets)
+    head = " ".join(esc(t) for t in targets)
     deps = " \\\n  ".join(esc(i) for i in inputs)
-    return f"{head}: \\\n  {deps}\n"
+    phony = "".join(f"\n{esc(i)}:\n" for i in inputs)
+    return f"{head}: \\\n  {deps}\n{phony}"

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -19,7 +20,9 @@ from dtmsi import __version__
 
 if TYPE_CHECKING:
     from dtmsi.alloc import AllocationResult
+    from dtmsi.driver import CompileResult
     from dtmsi.model import Machine
+    from dtmsi.options import CompileOptions
 
 _FORMAT = click.Choice(["text", "json"])
 F = TypeVar("F", bound=Callable[..., Any])
@@ -42,13 +45,21 @@ def _emit(result_sink: object, fmt: str, werror: bool, color: bool, writes: bool
         click.echo(f"dtmsi: {errors} error(s){f', {warnings} warning(s)' if warnings else ''}{tail}", err=True)
 
 
+def _werror(werror: bool, warnings: tuple[str, ...]) -> bool:
+    """``--werror`` or gcc's spelling ``-Werror``."""
+    return werror or "error" in warnings
+
+
 def _silenced(warnings: tuple[str, ...]) -> frozenset[str]:
+    """``-Wno-CODE`` (gcc's spelling) or ``-W no-CODE``: the warnings to silence."""
     from dtmsi.codes import CATALOGUE
 
     out: set[str] = set()
     for w in warnings:
+        if w == "error":
+            continue
         if not w.startswith("no-"):
-            raise click.BadParameter(f"expected no-CODE, got {w!r}", param_hint="-W")
+            raise click.BadParameter(f"expected error or no-CODE, got {w!r}", param_hint="-W")
         code = w[3:].upper()
         if code not in CATALOGUE or CATALOGUE[code].is_error:
             raise click.BadParameter(f"{code} is not a warning code", param_hint="-W")
@@ -81,36 +92,54 @@ def _use_color(flag: str) -> bool:
     return sys.stderr.isatty() and os.environ.get("NO_COLOR") is None
 
 
-def _run(
+def _options(
     input_file: str,
-    output: str | None,
+    include: tuple[str, ...],
     fmt: str,
     werror: bool,
     warning: tuple[str, ...],
-    depfile: str | None,
-    report: bool,
     color: str,
-    debug: bool,
-    emit: frozenset[str] | None = None,
-) -> NoReturn:
-    from dtmsi.driver import compile_file
-    from dtmsi.options import DEFAULT_OUTPUTS, CompileOptions
+) -> CompileOptions:
+    """The flags every command shares -> CompileOptions."""
+    from dtmsi.options import CompileOptions
+    from dtmsi.source import STDIN_NAME
 
-    options = CompileOptions(
-        input=Path(input_file),
-        output_dir=Path(output) if output else None,
+    return CompileOptions(
+        input=Path(STDIN_NAME if input_file == "-" else input_file),
+        include_dirs=tuple(Path(d) for d in include),
         keep_artifacts=False,
         diagnostics_format=fmt,  # type: ignore[arg-type]
-        werror=werror,
+        werror=_werror(werror, warning),
         silenced=_silenced(warning),
-        depfile=Path(depfile) if depfile else None,
-        report=report,
         color=_use_color(color),
-        emit=emit if emit is not None else DEFAULT_OUTPUTS,
     )
+
+
+def _compile(options: CompileOptions, debug: bool, stdin: bool) -> CompileResult:
+    """Run the compiler (on standard input's text if ``stdin``): a progress line
+    if it takes long on a terminal, never a traceback."""
+    from dtmsi.driver import compile_file
+    from dtmsi.progress import Progress
+
+    progress = Progress.on_stderr(str(options.input))
     try:
-        result = compile_file(options)
+        if stdin:
+            progress.phase("reading standard input")
+            try:
+                if sys.stdin is None:  # started with stdin closed
+                    raise OSError("it is closed")
+                options = replace(options, input_text=sys.stdin.buffer.read().decode("utf-8"))
+            except UnicodeDecodeError as e:
+                progress.stop()
+                click.echo(f"dtmsi: error: standard input is not UTF-8 text ({e.reason} at byte {e.start})", err=True)
+                sys.exit(1)
+            except OSError as e:
+                progress.stop()
+                click.echo(f"dtmsi: error: cannot read standard input: {e.strerror or e}", err=True)
+                sys.exit(1)
+        return compile_file(options, progress=progress.phase)
     except Exception as e:  # never a traceback for users; --debug shows it
+        progress.stop()
         if debug:
             raise
         click.echo(
@@ -119,12 +148,14 @@ def _run(
             err=True,
         )
         sys.exit(3)
-    _emit(result.sink, fmt, werror, options.color, writes=output is not None)
-    if result.ok and report and result.machine is not None and result.allocation is not None:
-        from dtmsi.report import render_table
+    finally:
+        progress.stop()
 
-        click.echo(render_table(result.machine, result.allocation), nl=False)
-    sys.exit(0 if result.ok else 1)
+
+def _not_stdout(value: str | None, flag: str) -> None:
+    # dtmsi writes several files; "-" would become a directory or file named "-".
+    if value == "-":
+        raise click.UsageError(f"{flag} cannot be '-': dtmsi writes files, not standard output")
 
 
 def _common(f: F) -> F:
@@ -137,9 +168,14 @@ def _common(f: F) -> F:
         help="Colour diagnostics.",
     )(f)
     f = click.option(
-        "-W", "warning", multiple=True, metavar="no-CODE", help="Silence a warning, e.g. -W no-W706 (repeatable)."
+        "-W",
+        "warning",
+        multiple=True,
+        metavar="error|no-CODE",
+        help="-Werror: treat warnings as errors; -Wno-CODE: silence a warning, e.g. -Wno-W706 "
+        "(repeatable; '-W no-W706' works too).",
     )(f)
-    f = click.option("--werror", is_flag=True, help="Treat warnings as errors.")(f)
+    f = click.option("--werror", is_flag=True, help="Treat warnings as errors (same as -Werror).")(f)
     f = click.option(
         "--diagnostics-format",
         "fmt",
@@ -148,7 +184,23 @@ def _common(f: F) -> F:
         show_default=True,
         help="How to print diagnostics: gcc-style text or JSON for IDEs and CI.",
     )(f)
+    f = click.option(
+        "-I",
+        "include",
+        multiple=True,
+        metavar="DIR",
+        type=click.Path(file_okay=False),
+        help="Search DIR for included files and the base tree, after the including file's own "
+        "directory (repeatable; searched in the order given).",
+    )(f)
     return f
+
+
+# "-" reads the input from standard input: diagnostics name it <stdin>, and
+# its includes and base tree are found relative to the current directory.
+_INPUT = click.argument(
+    "input_file", metavar="FILE.msi", type=click.Path(exists=True, dir_okay=False, allow_dash=True)
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -159,7 +211,7 @@ def main() -> None:
 
 
 @main.command("compile")
-@click.argument("input_file", metavar="FILE.msi", type=click.Path(exists=True, dir_okay=False))
+@_INPUT
 @click.option(
     "-o",
     "--output",
@@ -171,9 +223,25 @@ def main() -> None:
 @click.option(
     "--depfile",
     "-M",
+    "-MF",
     metavar="FILE",
     type=click.Path(dir_okay=False),
-    help="Also write a Make/Ninja depfile listing every input read.",
+    help="Also write a Make/Ninja depfile listing every input read (with an empty rule per input, "
+    "as gcc -MP writes).",
+)
+@click.option(
+    "-MT",
+    "depfile_targets",
+    multiple=True,
+    metavar="TARGET",
+    help="Name TARGET as what the depfile's rule makes, instead of the outputs (repeatable), as "
+    "gcc -MT does: a stamp file for make, whose outputs keep their mtimes when unchanged.",
+)
+@click.option(
+    "-MP",
+    "phony",
+    is_flag=True,
+    help="Accepted for gcc's sake: the depfile always has an empty rule per input.",
 )
 @click.option("--report", is_flag=True, help="Print the readable allocation table to stdout.")
 @click.option(
@@ -190,8 +258,11 @@ def compile_cmd(
     input_file: str,
     output: str,
     depfile: str | None,
+    depfile_targets: tuple[str, ...],
+    phony: bool,
     report: bool,
     emit: tuple[str, ...],
+    include: tuple[str, ...],
     fmt: str,
     werror: bool,
     warning: tuple[str, ...],
@@ -201,37 +272,49 @@ def compile_cmd(
     """Compile FILE.msi into DIR: device trees (system.dts/.dtb for the whole machine,
     <partition>.dts/.dtb for every partition), allocation.json, and the MSI setup
     stubs <partition>_msi.h/.c/.py (system_msi.* without partitions)."""
-    _run(input_file, output, fmt, werror, warning, depfile, report, color, debug, _emit_kinds(emit))
+    from dtmsi.options import DEFAULT_OUTPUTS
+
+    _not_stdout(output, "-o/--output")
+    _not_stdout(depfile, "--depfile")
+    if depfile_targets and not depfile:
+        raise click.UsageError("-MT names the depfile's target: give --depfile/-M FILE too")
+    kinds = _emit_kinds(emit)
+    options = replace(
+        _options(input_file, include, fmt, werror, warning, color),
+        output_dir=Path(output),
+        depfile=Path(depfile) if depfile else None,
+        depfile_targets=depfile_targets,
+        report=report,
+        emit=kinds if kinds is not None else DEFAULT_OUTPUTS,
+    )
+    result = _compile(options, debug, input_file == "-")
+    _emit(result.sink, fmt, options.werror, options.color)
+    if result.ok and report and result.machine is not None and result.allocation is not None:
+        from dtmsi.report import render_table
+
+        click.echo(render_table(result.machine, result.allocation), nl=False)
+    sys.exit(0 if result.ok else 1)
 
 
 @main.command("report")
-@click.argument("input_file", metavar="FILE.msi", type=click.Path(exists=True, dir_okay=False))
+@_INPUT
 @click.option("--json", "as_json", is_flag=True, help="Print allocation.json instead of the table.")
 @_common
 def report_cmd(
-    input_file: str, as_json: bool, fmt: str, werror: bool, warning: tuple[str, ...], color: str, debug: bool
+    input_file: str,
+    as_json: bool,
+    include: tuple[str, ...],
+    fmt: str,
+    werror: bool,
+    warning: tuple[str, ...],
+    color: str,
+    debug: bool,
 ) -> None:
     """Print the MSI allocation of FILE.msi: per function the mechanism, vectors
     requested and granted, controller, DeviceID/EventIDs or address/data, and why."""
-    from dtmsi.driver import compile_file
-    from dtmsi.options import CompileOptions
-
-    options = CompileOptions(
-        input=Path(input_file),
-        keep_artifacts=False,
-        diagnostics_format=fmt,  # type: ignore[arg-type]
-        werror=werror,
-        silenced=_silenced(warning),
-        color=_use_color(color),
-    )
-    try:
-        result = compile_file(options)
-    except Exception as e:
-        if debug:
-            raise
-        click.echo(f"dtmsi: internal error: {type(e).__name__}: {e}", err=True)
-        sys.exit(3)
-    _emit(result.sink, fmt, werror, options.color, writes=False)
+    options = _options(input_file, include, fmt, werror, warning, color)
+    result = _compile(options, debug, input_file == "-")
+    _emit(result.sink, fmt, options.werror, options.color, writes=False)
     if not result.ok or result.machine is None or result.allocation is None:
         sys.exit(1)
     from dtmsi.report import render_table, to_json
@@ -276,30 +359,39 @@ def import_cmd(input_file: str, output: str | None) -> None:
 
 
 @main.command("check")
-@click.argument("input_file", metavar="FILE.msi", type=click.Path(exists=True, dir_okay=False))
+@_INPUT
 @_common
-def check_cmd(input_file: str, fmt: str, werror: bool, warning: tuple[str, ...], color: str, debug: bool) -> None:
+def check_cmd(
+    input_file: str,
+    include: tuple[str, ...],
+    fmt: str,
+    werror: bool,
+    warning: tuple[str, ...],
+    color: str,
+    debug: bool,
+) -> None:
     """Parse, resolve and check FILE.msi; print diagnostics; write nothing."""
-    _run(input_file, None, fmt, werror, warning, None, False, color, debug)
+    options = _options(input_file, include, fmt, werror, warning, color)
+    result = _compile(options, debug, input_file == "-")
+    _emit(result.sink, fmt, options.werror, options.color, writes=False)
+    sys.exit(0 if result.ok else 1)
 
 
 def _analyse_for_tool(
-    input_file: str, fmt: str, werror: bool, warning: tuple[str, ...], color: str, debug: bool
+    input_file: str,
+    include: tuple[str, ...],
+    fmt: str,
+    werror: bool,
+    warning: tuple[str, ...],
+    color: str,
+    debug: bool,
 ) -> tuple[Machine, AllocationResult]:
     """Parse, resolve, check and allocate ``input_file`` (no outputs); print the
     diagnostics; exit 1 on errors. -> (machine, allocation)."""
     from dtmsi.diagnostics import DiagnosticSink
     from dtmsi.driver import analyse
-    from dtmsi.options import CompileOptions
 
-    options = CompileOptions(
-        input=Path(input_file),
-        keep_artifacts=False,
-        diagnostics_format=fmt,  # type: ignore[arg-type]
-        werror=werror,
-        silenced=_silenced(warning),
-        color=_use_color(color),
-    )
+    options = _options(input_file, include, fmt, werror, warning, color)
     sink = DiagnosticSink(werror=options.werror, silenced=options.silenced)
     try:
         analysed = analyse(options, sink)
@@ -308,7 +400,7 @@ def _analyse_for_tool(
             raise
         click.echo(f"dtmsi: internal error: {type(e).__name__}: {e}", err=True)
         sys.exit(3)
-    _emit(sink, fmt, werror, options.color, writes=False)
+    _emit(sink, fmt, options.werror, options.color, writes=False)
     if analysed is None or sink.has_errors:
         sys.exit(1)
     return analysed
@@ -326,7 +418,14 @@ def _analyse_for_tool(
 )
 @_common
 def graph_cmd(
-    input_file: str, output: str | None, fmt: str, werror: bool, warning: tuple[str, ...], color: str, debug: bool
+    input_file: str,
+    output: str | None,
+    include: tuple[str, ...],
+    fmt: str,
+    werror: bool,
+    warning: tuple[str, ...],
+    color: str,
+    debug: bool,
 ) -> None:
     """Draw FILE.msi's topology: host bridges, bridges and functions (BDF, requester
     ID), partitions as colours, PEs as boxes, and each function's MSI route to its
@@ -336,7 +435,7 @@ def graph_cmd(
         suffix = ".dot"
     if suffix not in (".svg", ".dot", ".gv"):
         raise click.BadParameter(f"expected a .svg or .dot file, got {output!r}", param_hint="-o")
-    machine, allocation = _analyse_for_tool(input_file, fmt, werror, warning, color, debug)
+    machine, allocation = _analyse_for_tool(input_file, include, fmt, werror, warning, color, debug)
     from dtmsi.graph import GraphvizError, render_svg, to_dot
     from dtmsi.graphview import build_view
 
@@ -453,3 +552,16 @@ def fmt_cmd(paths: tuple[str, ...], check: bool, output: str | None, fmt: str, c
             click.echo(f"dtmsi: cannot write {target}: {e.strerror or e}", err=True)
             sys.exit(1)
     sys.exit(0)
+
+
+@main.command("explain")
+@click.argument("code", metavar="CODE")
+def explain_cmd(code: str) -> None:
+    """Print the long form of diagnostic CODE (e.g. E302 or w612): the rule,
+    where it comes from, and a small input that triggers it."""
+    from dtmsi.explain import explain, lookup
+
+    found = lookup(code)
+    if found is None:
+        raise click.BadParameter(f"{code!r} is not a dtmsi diagnostic code (E101, W612, ...)", param_hint="CODE")
+    click.echo(explain(found), nl=False)

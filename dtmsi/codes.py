@@ -6,6 +6,10 @@ E = error, W = warning. Hundreds group the phase or subject:
 numbering, 4xx BARs and windows, 5xx INTx, 6xx MSI/MSI-X capabilities and
 policies, 7xx MSI controllers and msi-map, 8xx PEs, partitions and PAPR,
 9xx base trees and output.
+
+Every code also has its long form in :mod:`dtmsi.explain` (``dtmsi explain
+CODE``: the rule, its source, and the code's fixture in tests/errors/ as the
+example); a test fails for a code without one.
 """
 
 from __future__ import annotations
@@ -141,6 +145,9 @@ BASE_NODE_MISSING = _code("E902", "node expected in the base tree is missing")
 BASE_NODE_MISMATCH = _code("W903", "base tree node disagrees with the declaration")
 RAW_NODE = _code("E904", "raw node or property cannot be placed")
 OUTPUT_WRITE = _code("E905", "output cannot be written")
+
+# 95x: inputs
+NOTHING_TO_COMPILE = _code("W950", "the input declares nothing to compile")
 
 # 97x: policies applied to many functions (issue 11)
 POLICY_NOTHING_AVAILABLE = _code("W970", "a default, class or inherited policy names nothing the function has")

@@ -15,6 +15,7 @@ once resolved), and the device trees are written as they are made, so a
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +28,13 @@ from dtmsi.model import Machine
 if TYPE_CHECKING:
     from dtmsi.alloc import AllocationResult
 from dtmsi.options import CompileOptions
-from dtmsi.source import BUILTIN, SourceFile, Span
+from dtmsi.source import BUILTIN, STDIN_NAME, SourceFile, Span, find_include
+
+Progress = Callable[[str], None]
+
+
+def _quiet(phase: str) -> None:
+    pass
 
 
 @dataclass
@@ -43,24 +50,35 @@ class CompileResult:
         return not self.sink.has_errors
 
 
-def analyse(options: CompileOptions, sink: DiagnosticSink) -> tuple[Machine, AllocationResult] | None:
-    """Source -> checked model and MSI allocation, or None if a phase reported errors."""
+def analyse(
+    options: CompileOptions, sink: DiagnosticSink, progress: Progress = _quiet
+) -> tuple[Machine, AllocationResult] | None:
+    """Source -> checked model and MSI allocation, or None if a phase reported errors.
+    ``progress`` is told each phase as it starts (the CLI's progress line)."""
     from dtmsi.alloc import allocate, check_budgets
     from dtmsi.checks import run_checks
+    from dtmsi.checks.base import Report
+    from dtmsi.checks.inputs import declares_something
     from dtmsi.lower import lower
     from dtmsi.resolve import resolve
 
     display = str(options.input)
-    program = lower(options.input, display, sink)
+    progress("parsing")
+    program = lower(options.input, display, sink, text=options.input_text, include_dirs=options.include_dirs)
     if sink.has_errors:
         return None
+    progress("resolving")
     machine = resolve(program, sink, Path(display).name)
     del program  # the model keeps what it needs (spans, names); the rest can go
     if sink.has_errors:
         return None
+    progress("checking")
     run_checks(machine, sink)
+    if not machine.host_bridges:  # only then: its span rereads the input for a snippet
+        declares_something(machine, _top_span(options), Report(sink))
     if sink.has_errors:
         return None
+    progress("allocating MSI vectors")
     allocation = allocate(machine, sink)
     if sink.has_errors:
         return None
@@ -76,22 +94,22 @@ def analyse(options: CompileOptions, sink: DiagnosticSink) -> tuple[Machine, All
     return machine, allocation
 
 
-def compile_file(options: CompileOptions) -> CompileResult:
+def compile_file(options: CompileOptions, progress: Progress = _quiet) -> CompileResult:
     # The compiler allocates many small objects and frees none before exit;
     # the cyclic GC would only rescan them (it was half the parse time).
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _compile(options)
+        return _compile(options, progress)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def _compile(options: CompileOptions) -> CompileResult:
+def _compile(options: CompileOptions, progress: Progress) -> CompileResult:
     sink = DiagnosticSink(werror=options.werror, silenced=options.silenced)
     result = CompileResult(sink)
-    analysed = analyse(options, sink)
+    analysed = analyse(options, sink, progress)
     if analysed is None:
         return result
     machine, allocation = analysed
@@ -103,6 +121,7 @@ def _compile(options: CompileOptions) -> CompileResult:
         return result
     outputs = Outputs(options.output_dir, keep=options.keep_artifacts)
     try:
+        progress("making the outputs")
         render_all(machine, allocation, base, options, sink, outputs)
         if sink.has_errors:
             outputs.discard()
@@ -113,10 +132,10 @@ def _compile(options: CompileOptions) -> CompileResult:
             return result
         result.written = outputs.commit()
         if options.depfile is not None:
-            targets = [options.output_dir / a.name for a in result.artifacts]
-            inputs = list(machine.files)
+            targets = list(options.depfile_targets) or [str(options.output_dir / a.name) for a in result.artifacts]
+            inputs = [f for f in machine.files if f != STDIN_NAME]
             if machine.platform.base is not None:
-                inputs.append(str(Path(machine.files[0]).parent / machine.platform.base))
+                inputs.append(str(_base_path(machine, options)))
             if write_if_changed(options.depfile, depfile_text(targets, inputs).encode()):
                 result.written.append(options.depfile)
     except OSError as e:
@@ -133,6 +152,23 @@ def _input_span(options: CompileOptions) -> Span:
     return Span(SourceFile(str(options.input), ""), 0, 0) if options.input else BUILTIN
 
 
+def _top_span(options: CompileOptions) -> Span:
+    """The start of the top-level input, with its text for the caret snippet."""
+    text = options.input_text
+    if text is None:
+        try:
+            text = options.input.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):  # read a moment ago; gone now: no snippet then
+            text = ""
+    return Span(SourceFile(str(options.input), text), 0, 0)
+
+
+def _base_path(machine: Machine, options: CompileOptions) -> Path:
+    """The base tree's file: beside the input, else in the -I directories."""
+    assert machine.platform.base is not None
+    return find_include(machine.platform.base, options.input.parent, "", options.include_dirs)[0]
+
+
 def _load_base(machine: Machine, options: CompileOptions, sink: DiagnosticSink):  # type: ignore[no-untyped-def]
     """Read the platform's base device tree (.dts or .dtb), if it names one."""
     from dtmsi.devicetree.tree import Tree
@@ -141,7 +177,7 @@ def _load_base(machine: Machine, options: CompileOptions, sink: DiagnosticSink):
     if pl.base is None:
         return None
     assert pl.base_span is not None
-    path = options.input.parent / pl.base
+    path = _base_path(machine, options)
     try:
         data = path.read_bytes()
     except OSError as e:

@@ -23,7 +23,7 @@ from dtmsi import syntax as s
 from dtmsi.codes import Code
 from dtmsi.diagnostics import DiagnosticSink, Note
 from dtmsi.parser import ParseError, parse, parse_statements
-from dtmsi.source import SourceFile, Span
+from dtmsi.source import SourceFile, Span, find_include
 
 _T = TypeVar("_T")
 _UNSET = object()
@@ -414,9 +414,12 @@ class _Seen:
 
 
 class Lowerer:
-    def __init__(self, sink: DiagnosticSink, read_file: Callable[[Path], str]) -> None:
+    def __init__(
+        self, sink: DiagnosticSink, read_file: Callable[[Path], str], include_dirs: tuple[Path, ...] = ()
+    ) -> None:
         self.sink = sink
         self.read_file = read_file
+        self.include_dirs = include_dirs  # -I: searched after the including file's directory
         self.program = ast.Program()
         self.templates: dict[str, Template] = {}
         self.globals = Env({})
@@ -444,7 +447,7 @@ class Lowerer:
             return self._lower_streaming(path, display, text)
         except _Restart:
             self.sink.rollback(mark)
-        return Lowerer(self.sink, self.read_file)._lower_whole(path, display, text)
+        return Lowerer(self.sink, self.read_file, self.include_dirs)._lower_whole(path, display, text)
 
     def _lower_whole(self, path: Path, display: str, text: str | None) -> ast.Program:
         self.streaming = False
@@ -511,7 +514,11 @@ class Lowerer:
                 if include_span is None:
                     include_span = Span(SourceFile(display, ""), 0, 0)
                 reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-                self.sink.report(C.INCLUDE_NOT_FOUND, include_span, f"cannot read '{display}': {reason}")
+                hint = None
+                if isinstance(e, FileNotFoundError) and include_span.file.text:  # an include, not the input
+                    where = [include_span.file.name.rpartition("/")[0] or ".", *map(str, self.include_dirs)]
+                    hint = f"looked in {', '.join(where)}" + ("" if self.include_dirs else "; -I DIR adds a directory")
+                self.sink.report(C.INCLUDE_NOT_FOUND, include_span, f"cannot read '{display}': {reason}", hint=hint)
                 return None
         self._included.add(key)
         self.program.files.append(display)
@@ -556,8 +563,7 @@ class Lowerer:
         except _Bad as b:
             self._report(b)
             return None
-        sub_path = path.parent / name
-        sub_display = str(Path(display).parent / name) if display else name
+        sub_path, sub_display = find_include(name, path.parent, str(Path(display).parent), self.include_dirs)
         return self._load(sub_path, sub_display, None, span)
 
     def _report(self, b: _Bad) -> None:
@@ -1740,10 +1746,11 @@ def lower(
     sink: DiagnosticSink,
     text: str | None = None,
     read_file: Callable[[Path], str] | None = None,
+    include_dirs: tuple[Path, ...] = (),
 ) -> ast.Program:
     """Read, parse and lower one top-level file (and everything it includes)."""
 
     def default_read(p: Path) -> str:
         return p.read_text(encoding="utf-8")
 
-    return Lowerer(sink, read_file or default_read).lower_file(path, display, text)
+    return Lowerer(sink, read_file or default_read, include_dirs).lower_file(path, display, text)

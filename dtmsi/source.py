@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import NamedTuple
 
 
@@ -83,3 +84,24 @@ class Span(NamedTuple):
 # A span for things the compiler invents (built-in defaults); prints as <builtin>.
 BUILTIN_FILE = SourceFile("<builtin>", "")
 BUILTIN = Span(BUILTIN_FILE, 0, 0)
+
+
+# How diagnostics name standard input (``dtmsi compile -``), as gcc does.
+STDIN_NAME = "<stdin>"
+
+
+def find_include(name: str, here: Path, here_display: str, search: tuple[Path, ...]) -> tuple[Path, str]:
+    """Where ``include "name";`` (or a base tree) is read from, and how to print it.
+
+    The including file's own directory first, then each ``-I`` directory in
+    command-line order, as gcc searches ``#include "..."`` and dtc ``/include/``.
+    A name found nowhere resolves to the first candidate, so the error names it.
+    """
+    first = here / name
+    if Path(name).is_absolute() or first.exists():
+        return first, str(Path(here_display) / name)
+    for directory in search:
+        candidate = directory / name
+        if candidate.exists():
+            return candidate, str(candidate)
+    return first, str(Path(here_display) / name)

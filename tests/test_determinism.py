@@ -188,10 +188,11 @@ def test_changed_input_rewrites_only_what_changed(tmp_path: Path) -> None:
 
 def _parse_depfile(text: str) -> tuple[list[str], list[str]]:
     """Make syntax: ``targets: deps`` with backslash-newline continuations and
-    backslash-escaped spaces."""
+    backslash-escaped spaces, then an empty rule ``dep:`` per dep (gcc's -MP)."""
     joined = text.replace("\\\n", " ")
-    assert joined.count("\n") == 1 and joined.endswith("\n"), f"one rule expected:\n{text}"
-    head, sep, tail = joined.partition(": ")
+    assert joined.endswith("\n"), text
+    rule, *phony = [line for line in joined.splitlines() if line]
+    head, sep, tail = rule.partition(": ")
     assert sep, f"no 'targets: deps' rule in:\n{text}"
 
     def words(s: str) -> list[str]:
@@ -212,7 +213,10 @@ def _parse_depfile(text: str) -> tuple[list[str], list[str]]:
             out.append(cur)
         return out
 
-    return words(head), words(tail.replace("$$", "$"))
+    deps = words(tail.replace("$$", "$"))
+    assert [words(p.removesuffix(":").replace("$$", "$")) for p in phony] == [[d] for d in deps], \
+        f"an empty rule per input expected after the rule:\n{text}"
+    return words(head), deps
 
 
 INCLUDED = """\

@@ -80,6 +80,10 @@ def test_wheel_contents(wheel: Path) -> None:
             rel = template.relative_to(ROOT / "templates").as_posix()
             assert f"dtmsi/templates/{rel}" in names, f"template {rel} missing from the wheel"
     assert "dtmsi/py.typed" in names, "py.typed missing: the package claims to be typed"
+    for fixture in sorted((ROOT / "tests" / "errors").rglob("*")):
+        if fixture.is_file():  # dtmsi explain's examples
+            rel = fixture.relative_to(ROOT / "tests" / "errors").as_posix()
+            assert f"dtmsi/diagnostic-examples/{rel}" in names, f"example {rel} missing from the wheel"
     assert "dtmsi/cli.py" in names and "dtmsi/__main__.py" in names
     assert not [n for n in names if n.startswith(("tests/", "examples/"))], "tests in the wheel"
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -114,6 +118,20 @@ def test_installed_script_compiles_like_the_source_tree(venv: Path, tmp_path: Pa
     assert {"system.dts", "system.dtb"} <= set(installed), sorted(installed)
     assert sorted(installed) == sorted(intree)
     assert [n for n in installed if installed[n] != intree[n]] == []
+
+
+def test_installed_explain_shows_the_examples(venv: Path, tmp_path: Path) -> None:
+    """dtmsi explain reads its examples from the package data in a wheel; an
+    example with a helper file (E104's included file) shows that file too."""
+    env = _clean_env()
+    env["PYTHONPATH"] = str(ROOT)
+    for code, helper in (("E104", "files/E104-controllers.msi"), ("W612", None)):
+        installed = _run([venv / "bin" / "dtmsi", "explain", code], cwd=tmp_path, what=f"dtmsi explain {code}")
+        intree = _run([sys.executable, "-m", "dtmsi", "explain", code], cwd=tmp_path,
+                      what=f"the in-tree dtmsi explain {code}", env=env)
+        assert f"Example ({code}-" in installed.stdout, installed.stdout
+        assert (f"Beside it, {helper}:" in installed.stdout) == (helper is not None), installed.stdout
+        assert installed.stdout == intree.stdout
 
 
 def test_installed_script_reproduces_the_golden_files(venv: Path, tmp_path: Path) -> None:
