@@ -233,10 +233,21 @@ EXPLANATIONS: dict[str, Explanation] = {
                "replaced: every output is staged and renamed into place only when all are written."),
     "W950": _e("The input declares no host bridge: there is nothing to compile, and the outputs would hold no "
                "PCI topology. Most often the file is empty, or it is a file meant to be included."),
+    "W970": _e("A policy that applies to many functions (the default policy, a class rule, or a policy a VF "
+               "inherits from its PF) names no mechanism this function has, so it gets no interrupt. "
+               "Mechanisms a function lacks are skipped with a reason in the report; only when nothing is "
+               "left is it worth a warning. Give the function a policy of its own, or add 'intx' to the chain."),
+    "W980": _e("'--emit dtbo' asks for an overlay, but the platform names no base tree: an overlay is what "
+               "dtmsi adds to a board's tree, so without one there is nothing to write it against. Give the "
+               "platform a 'base \"board.dtb\";' or leave dtbo out of --emit."),
+    "E981": _e("The overlay must point at a node of the base tree (a target or a reference), but that node "
+               "has neither a label nor a phandle, so fdtoverlay could not find it after the board is "
+               "rebuilt. Build the board's DTB with 'dtc -@', or give the node a label.",
+               "Linux Documentation/devicetree/overlay-notes.rst; dtc's fdtoverlay"),
 }
 
 
-_DIRECTIVE = re.compile(r"// (?:expect|hint|xfail|compile-blocker)\b")
+_DIRECTIVE = re.compile(r"// (?:expect|hint|xfail|compile-blocker|compile-args|env):")
 _HELPER = re.compile(r'"(files/[^"\s]+)"')
 
 
