@@ -118,6 +118,8 @@ MSI_NO_CONTROLLER = _code("E711", "host bridge has no MSI controller")
 MSI_MAP_MASK_ALONE = _code("E712", "msi-map-mask without msi-map")
 ADDRESS_64BIT = _code("E713", "64-bit MSI address on a 32-bit-only function")
 AVAILABLE_RANGES = _code("E714", "msi-available-ranges not in multiples of 32")
+APIC_CPU_OUTSIDE_PLATFORM = _code("E715", "x86-apic CPU not among the platform's CPUs")
+APIC_ID_UNENCODABLE = _code("E716", "x86 APIC ID does not fit the MSI address's 8-bit destination")
 
 # 8xx: PEs, partitions, PAPR
 FUNCTION_SHARED = _code("E801", "function owned by two partitions")
