@@ -120,6 +120,8 @@ ADDRESS_64BIT = _code("E713", "64-bit MSI address on a 32-bit-only function")
 AVAILABLE_RANGES = _code("E714", "msi-available-ranges not in multiples of 32")
 APIC_CPU_OUTSIDE_PLATFORM = _code("E715", "x86-apic CPU not among the platform's CPUs")
 APIC_ID_UNENCODABLE = _code("E716", "x86 APIC ID does not fit the MSI address's 8-bit destination")
+FSL_MSI_NO_MPIC = _code("E717", "FSL MSI block without the MPIC its banks cascade to")
+CONTROLLER_OUTSIDE_BUS = _code("E718", "controller registers outside the ranges of the bus it sits on")
 
 # 8xx: PEs, partitions, PAPR
 FUNCTION_SHARED = _code("E801", "function owned by two partitions")

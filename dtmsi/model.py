@@ -75,6 +75,7 @@ class Controller:
     device_id_bits: int = 16
     event_id_bits: int = 16
     available: tuple[tuple[int, int], ...] = ()  # FSL: (first hwirq, count)
+    cascade: int = 0xE0  # FSL: the MPIC source MSIR 0 raises (MPC85xx: 0xe0..0xe7)
     msi_address: int | None = None  # FSL MSIIR / x86 base: the doorbell address
     vectors: tuple[int, int] | None = None  # x86: usable vector numbers
     cpus: tuple[int, ...] = ()  # x86: destination CPUs (CPU n is APIC ID n)

@@ -36,7 +36,7 @@ _SETTINGS: dict[str, dict[str, tuple[int, int]]] = {
     # setting -> (min values, max values)
     "gicv3": {"redistributor": (2, 2)},
     "gicv3-its": {"device-id-bits": (1, 1), "event-id-bits": (1, 1)},
-    "fsl-msi": {"available": (2, 32), "msiir": (1, 1)},
+    "fsl-msi": {"available": (2, 32), "msiir": (1, 1), "cascade": (1, 1)},
     "x86-apic": {"cpus": (2, 128), "vectors": (2, 2)},  # cpus: (first, last) pairs
     "xics": {"servers": (2, 2)},
     "mpic": {},
@@ -226,6 +226,8 @@ class Resolver:
                     self.error(C.BAD_VALUE, span, "'available' takes ranges like 0..255")
                     continue
                 c.available = tuple((values[i], values[i + 1] - values[i] + 1) for i in range(0, len(values), 2))
+            elif name == "cascade":
+                c.cascade = values[0]
             elif name in ("msiir", "msi-address"):
                 c.msi_address = values[0]
             elif name == "cpus":

@@ -11,6 +11,7 @@ from dtmsi.ast import RawCells, RawNode, RawProperty
 from dtmsi.devicetree.build import Keep, TreeBuilder, attach_raw_nodes
 from dtmsi.devicetree.dtb import write_tree
 from dtmsi.devicetree.dts import DtsPrinter
+from dtmsi.devicetree.place import BasePlace, base_place
 from dtmsi.devicetree.tree import DeviceTreeError, Tree, find_node_by_label, find_node_by_path, iter_nodes
 from dtmsi.diagnostics import DiagnosticSink
 from dtmsi.model import Machine
@@ -42,10 +43,43 @@ def base_refs(machine: Machine, base: Tree | None, sink: DiagnosticSink) -> dict
                 f"'{c.from_base}' for controller '{c.name}'",
             )
             continue
-        if c.is_msi and found.prop("msi-controller") is None:
+        if c.is_msi and c.kind != "fsl-msi" and found.prop("msi-controller") is None:
             sink.report(C.BASE_NODE_MISMATCH, span, f"base node '{c.from_base}' has no 'msi-controller' property")
         refs[c.name] = c.from_base
     return refs
+
+
+def base_places(
+    machine: Machine, base: Tree | None, refs: dict[str, str], sink: DiagnosticSink
+) -> dict[str, BasePlace]:
+    """Controllers from the base tree: the place beside their node (its parent's
+    path and cells), for the compiler's nodes that sit next to them. An FSL MSI
+    block beside a base MPIC must have its registers inside that bus's ranges."""
+    places: dict[str, BasePlace] = {}
+    if base is None:
+        return places
+    paths = {label: path for path, n in iter_nodes(base) for label in n.labels}
+    for name, ref in refs.items():
+        path = ref if ref.startswith("/") else paths.get(ref)
+        place = base_place(base, path) if path is not None else None
+        if place is not None:
+            places[name] = place
+    for c in machine.controllers:
+        if c.kind != "fsl-msi" or c.from_base is not None or c.parent is None or c.address is None:
+            continue
+        place = places.get(c.parent.name)
+        if place is None or c.size is None:
+            continue
+        if place.child_address(c.address, c.size) is None:
+            sink.report(
+                C.CONTROLLER_OUTSIDE_BUS,
+                c.span or BUILTIN,
+                f"'{c.name}' at {c.address:#x} (size {c.size:#x}) is not inside the 'ranges' of "
+                f"{place.parent_path}, where it sits beside its MPIC '{c.parent.name}'",
+                hint="give the block's CPU address inside that bus's window (for QEMU's ppce500: "
+                "CCSR 0xf_e000_0000 + 0x41600)",
+            )
+    return places
 
 
 def build_tree(
@@ -55,8 +89,9 @@ def build_tree(
     keep: Keep | None,
     refs: dict[str, str],
     sink: DiagnosticSink,
+    places: dict[str, BasePlace] | None = None,
 ) -> Tree:
-    ours = TreeBuilder(machine, keep, refs, allocation).build()
+    ours = TreeBuilder(machine, keep, refs, allocation, places).build()
     if base is not None:
         from dtmsi.devicetree.merge import merge_into
 
@@ -117,6 +152,7 @@ def render(
     emit: frozenset[str] = frozenset({"dtb", "dts"}),
 ) -> None:
     refs = base_refs(machine, base, sink)
+    places = base_places(machine, base, refs, sink)
     if sink.has_errors:
         return
     views: list[tuple[str, Keep | None]] = [("system", None)]
@@ -126,7 +162,7 @@ def render(
     for name, keep in views:
         # The PCI nodes are deferred (made as the writer walks them), so the
         # tree is never whole in memory: both files are written in one walk.
-        tree = build_tree(machine, allocation, base, keep, refs, sink)
+        tree = build_tree(machine, allocation, base, keep, refs, sink, places)
         if keep is None:  # the system tree holds every label a raw property may name
             check_raw_references(machine, tree, refs, sink)
             if sink.has_errors:

@@ -347,3 +347,25 @@ def x86_apic_destinations(machine: Machine, report: Report) -> None:
             + ", but an MSI address holds an 8-bit APIC ID and 255 is broadcast",
             hint="list the CPUs it may target, e.g. 'cpus 0..254;' (extended destination IDs are not modelled)",
         )
+
+
+def fsl_msi_cascade(machine: Machine, report: Report) -> None:
+    """An FSL MSI block raises its 32-interrupt banks (MSIRn) as MPIC sources:
+    its node needs 'interrupts' and 'interrupt-parent' naming the MPIC, one
+    cascade per available bank, or Linux's fsl_msi probe fails ("no
+    interrupts property found") and no MSI is delivered.
+
+    Linux Documentation/devicetree/bindings/powerpc/fsl/msi-pic.txt;
+    arch/powerpc/sysdev/fsl_msi.c (fsl_of_msi_probe); QEMU hw/ppc/e500.c.
+    """
+    for c in machine.controllers:
+        if c.kind != "fsl-msi" or c.from_base is not None:
+            continue
+        if c.parent is None or c.parent.kind != "mpic":
+            report(
+                C.FSL_MSI_NO_MPIC,
+                c.span or BUILTIN,
+                f"fsl-msi '{c.name}' needs the MPIC its banks cascade to"
+                + (f"; '{c.parent.name}' is a {c.parent.kind}" if c.parent is not None else ""),
+                hint="add 'parent MPIC;' naming an 'interrupt-controller mpic' (it may be 'from base')",
+            )
