@@ -12,7 +12,15 @@ from dtmsi.devicetree.build import Keep, TreeBuilder, attach_raw_nodes
 from dtmsi.devicetree.dtb import write_tree
 from dtmsi.devicetree.dts import DtsPrinter
 from dtmsi.devicetree.place import BasePlace, base_place
-from dtmsi.devicetree.tree import DeviceTreeError, Tree, find_node_by_label, find_node_by_path, iter_nodes
+from dtmsi.devicetree.tree import (
+    DeviceTreeError,
+    Property,
+    Str,
+    Tree,
+    find_node_by_label,
+    find_node_by_path,
+    iter_nodes,
+)
 from dtmsi.diagnostics import DiagnosticSink
 from dtmsi.model import Machine
 from dtmsi.source import BUILTIN
@@ -99,6 +107,11 @@ def build_tree(
         tree.header_comment = ours.header_comment
     else:
         tree = ours
+    if tree.root.prop("model") is None:
+        # The DT spec requires a root 'model'; with none in the .msi or the base
+        # tree, the platform's compatible names the machine (QEMU's virt does the same).
+        at = next((i + 1 for i, p in enumerate(tree.root.properties) if p.name == "compatible"), 0)
+        tree.root.properties.insert(at, Property("model", (Str(machine.platform.compatible[0]),)))
     missing = attach_raw_nodes(tree, machine.raw_nodes, lambda n: refs.get(n, n.replace("-", "_")))
     for n in missing:
         sink.report(C.RAW_NODE, n.span, f"the parent of raw node '{n.path}' does not exist")

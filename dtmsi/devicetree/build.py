@@ -152,12 +152,14 @@ class TreeBuilder:
         return tree
 
     def opal(self) -> Node:
-        node = Node("ibm,opal", comment="OPAL firmware: composes MSI address/data (opal_get_msi_32/64)")
-        node.set("compatible", Str("ibm,opal-v3"))
+        # The OPAL call tokens are for people and the stubs (which get them from
+        # the plan): no binding has a property for them, so they go in the comment.
         tokens = self.m.platform.msi_mode.tokens
-        for key in ("get-msi-32", "get-msi-64"):
-            if key in tokens:
-                node.set(f"dtmsi,opal-{key}-token", Cells((tokens[key],)))
+        keys = [k for k in ("get-msi-32", "get-msi-64") if k in tokens]
+        calls = ", ".join(f"OPAL_{k.upper().replace('-', '_')} {tokens[k]}" for k in keys)
+        what = "OPAL firmware: composes MSI address/data (opal_get_msi_32/64)"
+        node = Node("ibm,opal", comment=what + (f"; tokens {calls}" if calls else ""))
+        node.set("compatible", Str("ibm,opal-v3"))
         return node
 
     def rtas(self) -> Node:
