@@ -212,3 +212,19 @@ def test_wrong_tree_fails_the_comparison(qemu: dict[str, dict[str, bytes]], tmp_
     done = run_dtc("-q", "-I", "dts", "-O", "dtb", "-o", out / "wrong.dtb", out / "wrong.dts")
     assert done.returncode == 0, done.stderr
     assert differences(read_nodes((out / "wrong.dtb").read_bytes()), qemu) != [], what
+
+
+def test_four_cell_mpic_specifiers(tmp_path: Path) -> None:
+    """fsl,mpic also has a 4-cell form (source, sense, type, info): with a base
+    MPIC of #interrupt-cells = <4>, the cascades and the INTx map use it."""
+    src = tmp_path / "src"
+    shutil.copytree(EXAMPLES / "qemu-e500", src)
+    base = src / "qemu-e500-base.dts"
+    text = base.read_text()
+    assert "#interrupt-cells = <0x02>;" in text
+    base.write_text(text.replace("#interrupt-cells = <0x02>;", "#interrupt-cells = <0x04>;"))
+    ours = _compile(src / "qemu-e500.msi", tmp_path / "out")
+    assert cells(ours[QEMU_MSI]["interrupts"]) == [v for b in range(8) for v in (0xE0 + b, 0, 0, 0)]
+    host = next(p for p in ours if "fsl,msi" in ours[p])
+    rows = _interrupt_map(ours, host)
+    assert rows[(0x800, 0, 0, 1)] == ("/soc@fe0000000/pic@40000", 2, 1, 0, 0)
