@@ -470,6 +470,7 @@ class Allocator:
                 return
             addr = ctrl.msi_address if ctrl.msi_address is not None else (ctrl.address or 0)
             a.messages = runs([Message(i, addr, h, hwirq=h) for i, h in enumerate(hwirqs[: a.granted])])
+            self.check_address_width(a)
             return
         if ctrl.kind == "x86-apic":
             self.x86(a, ctrl, n)

@@ -122,6 +122,10 @@ MSI_NO_CONTROLLER = _code("E711", "host bridge has no MSI controller")
 MSI_MAP_MASK_ALONE = _code("E712", "msi-map-mask without msi-map")
 ADDRESS_64BIT = _code("E713", "64-bit MSI address on a 32-bit-only function")
 AVAILABLE_RANGES = _code("E714", "msi-available-ranges not in multiples of 32")
+APIC_CPU_OUTSIDE_PLATFORM = _code("E715", "x86-apic CPU not among the platform's CPUs")
+APIC_ID_UNENCODABLE = _code("E716", "x86 APIC ID does not fit the MSI address's 8-bit destination")
+FSL_MSI_NO_MPIC = _code("E717", "FSL MSI block without the MPIC its banks cascade to")
+CONTROLLER_OUTSIDE_BUS = _code("E718", "controller registers outside the ranges of the bus it sits on")
 
 # 8xx: PEs, partitions, PAPR
 FUNCTION_SHARED = _code("E801", "function owned by two partitions")
@@ -145,6 +149,10 @@ BASE_NODE_MISSING = _code("E902", "node expected in the base tree is missing")
 BASE_NODE_MISMATCH = _code("W903", "base tree node disagrees with the declaration")
 RAW_NODE = _code("E904", "raw node or property cannot be placed")
 OUTPUT_WRITE = _code("E905", "output cannot be written")
+
+# 93x: base trees as dtc sees them
+BASE_TREE_DTC = _code("W930", "dtc warns about the base tree")
+BASE_TREE_UNCHECKED = _code("W931", "base tree not checked: dtc cannot be run")
 
 # 95x: inputs
 NOTHING_TO_COMPILE = _code("W950", "the input declares nothing to compile")

@@ -15,6 +15,7 @@ once resolved), and the device trees are written as they are made, so a
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,4 +198,7 @@ def _load_base(machine: Machine, options: CompileOptions, sink: DiagnosticSink):
     except (UnicodeDecodeError, ValueError) as e:
         sink.report(C.BASE_TREE, pl.base_span, f"base tree '{pl.base}' cannot be read: {e}")
         return None
+    from dtmsi.devicetree.basecheck import check_base_tree
+
+    check_base_tree(path, os.path.normpath(path), data[:4] == b"\xd0\x0d\xfe\xed", pl.base_span, sink)
     return tree

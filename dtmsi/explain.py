@@ -194,6 +194,17 @@ EXPLANATIONS: dict[str, Explanation] = {
     "E714": _e("FSL MPIC MSI banks hold 32 interrupts each: msi-available-ranges start and end on multiples "
                "of 32.", "Linux Documentation/devicetree/bindings/powerpc/fsl/msi-pic.txt; "
                "arch/powerpc/sysdev/fsl_msi.c"),
+    "E715": _e("An x86 APIC MSI controller's 'cpus' names a CPU the platform does not have. The platform's "
+               "'cpus N' is a count (CPUs 0..N-1); the controller's 'cpus' is a list of those CPUs "
+               "('cpus 0..3', 'cpus 5, 1..2'), and CPU n is APIC ID n."),
+    "E716": _e("An xAPIC MSI address has 8 destination ID bits and ID 255 is the broadcast: a message can "
+               "only be aimed at CPUs 0..254.", "Intel SDM vol. 3, 11.11.1 Message Address Register Format"),
+    "E717": _e("An fsl-msi block must be cascaded into an MPIC ('parent'): Linux's fsl_msi driver reads the "
+               "cascade 'interrupts' of the MSI node and refuses a node without them.",
+               "Linux arch/powerpc/sysdev/fsl_msi.c; bindings/powerpc/fsl/msi-pic.txt"),
+    "E718": _e("The fsl-msi block's register address is not reachable from the bus its node sits on (the "
+               "MPIC's parent, usually the SoC node): it lies outside that bus's 'ranges'.",
+               _DT + " sec. 2.3.8 (ranges)"),
     # 8xx: PEs, partitions, PAPR
     "E801": _e("A function belongs to one partition only: an OS must never touch a function outside its "
                "partition.", "PAPR; the 2007 linuxppc-dev MSI portability discussion"),
@@ -231,6 +242,13 @@ EXPLANATIONS: dict[str, Explanation] = {
                "would replace a node dtmsi generates."),
     "E905": _e("An output cannot be written (a directory in the way, no permission, a full disk). Nothing is "
                "replaced: every output is staged and renamed into place only when all are written."),
+    "W930": _e("dtc itself warns about (or rejects) the base tree: dtmsi runs the platform's 'base' file "
+               "through dtc and reports each of its complaints at the line of the base file it names, since "
+               "whatever is wrong there is copied into every output tree.",
+               "dtc's checks (dtc/checks.c)"),
+    "W931": _e("The base tree could not be checked, because dtc could not be run (not installed, or "
+               "DTMSI_DTC names a program that does not start). The compile goes on; the base tree's own "
+               "problems go unreported."),
     "W950": _e("The input declares no host bridge: there is nothing to compile, and the outputs would hold no "
                "PCI topology. Most often the file is empty, or it is a file meant to be included."),
     "W970": _e("A policy that applies to many functions (the default policy, a class rule, or a policy a VF "

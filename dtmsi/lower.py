@@ -950,7 +950,10 @@ class Lowerer:
                         if b.opt_punct("@") or b.opt_punct(",") or b.opt_word("size"):
                             continue
                         lo, hi, _ = b.range(f"a value for '{w}'", lo=None)
-                        values.extend((lo, hi) if isinstance(b.args[b.i - 1], s.RangeArg) else (lo,))
+                        # 'cpus' is a CPU list like a partition's: every item a
+                        # range (3 is 3..3), so 'cpus 0..3' is four CPUs, not {0, 3}.
+                        ranged = w == "cpus" or isinstance(b.args[b.i - 1], s.RangeArg)
+                        values.extend((lo, hi) if ranged else (lo,))
                     settings.append((w, tuple(values), sub.span))
                 b.end()
             except _Bad as e:

@@ -76,9 +76,11 @@ class Controller:
     device_id_bits: int = 16
     event_id_bits: int = 16
     available: tuple[tuple[int, int], ...] = ()  # FSL: (first hwirq, count)
+    cascade: int = 0xE0  # FSL: the MPIC source MSIR 0 raises (MPC85xx: 0xe0..0xe7)
     msi_address: int | None = None  # FSL MSIIR / x86 base: the doorbell address
     vectors: tuple[int, int] | None = None  # x86: usable vector numbers
-    cpus: tuple[int, ...] = ()  # x86: destination APIC IDs
+    cpus: tuple[int, ...] = ()  # x86: destination CPUs (CPU n is APIC ID n)
+    cpus_span: Span | None = None  # x86: where the CPU list (or, by default, the controller) is
     servers: tuple[int, int] | None = None  # XICS interrupt server range
     properties: tuple[RawProperty, ...] = ()
     span: Span | None = None

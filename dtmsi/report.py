@@ -97,6 +97,27 @@ def json_pieces(machine: Machine, alloc: AllocationResult) -> Iterator[str]:
     yield "\n]}\n"
 
 
+def _distinct_messages(a: Allocation) -> str:
+    """Every distinct address/data pair, grouped by address in the order the
+    vectors first use it: vectors spread over CPUs (x86) or over broken pools
+    (FSL) are not one run, and one address would hide where they go."""
+    by_address: dict[int, list[tuple[int, int]]] = {}
+    for run in a.messages:
+        assert run.address is not None and run.data is not None
+        by_address.setdefault(run.address, []).append((run.data, run.data + run.count - 1))
+    parts = []
+    for address, spans in by_address.items():
+        merged: list[tuple[int, int]] = []
+        for lo, hi in sorted(spans):
+            if merged and lo <= merged[-1][1] + 1:  # touching or overlapping: one range
+                merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+            else:
+                merged.append((lo, hi))
+        data = ", ".join(f"{lo:#x}" if lo == hi else f"{lo:#x}..{hi:#x}" for lo, hi in merged)
+        parts.append(f"data {data} @ {address:#x}")
+    return "; ".join(parts)
+
+
 def render_table(machine: Machine, alloc: AllocationResult) -> str:
     rows = [("BDF", "name", "RID", "mech", "req", "got", "ctrl", "DeviceID", "messages", "why")]
     for a in alloc.order:
@@ -108,7 +129,7 @@ def render_table(machine: Machine, alloc: AllocationResult) -> str:
             elif first.event_id is not None:
                 msgs = f"EventID {first.event_id}..{last.event_id} @ {first.address:#x}"
             else:
-                msgs = f"data {first.data:#x}..{last.data:#x} @ {first.address:#x}"
+                msgs = _distinct_messages(a)
         elif a.mechanism == "intx":
             msgs = f"INT{'ABCD'[f.intx_pin - 1]}"
         else:

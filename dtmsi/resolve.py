@@ -36,8 +36,8 @@ _SETTINGS: dict[str, dict[str, tuple[int, int]]] = {
     # setting -> (min values, max values)
     "gicv3": {"redistributor": (2, 2)},
     "gicv3-its": {"device-id-bits": (1, 1), "event-id-bits": (1, 1)},
-    "fsl-msi": {"available": (2, 32), "msiir": (1, 1)},
-    "x86-apic": {"cpus": (1, 64), "vectors": (2, 2)},
+    "fsl-msi": {"available": (2, 32), "msiir": (1, 1), "cascade": (1, 1)},
+    "x86-apic": {"cpus": (2, 128), "vectors": (2, 2)},  # cpus: (first, last) pairs
     "xics": {"servers": (2, 2)},
     "mpic": {},
     "generic": {"interrupt-cells": (1, 1)},
@@ -113,7 +113,7 @@ class Resolver:
     # ------------------------------------------------------------ entry
 
     def resolve(self) -> m.Machine:
-        platform = self._platform()
+        platform = self.platform = self._platform()
         for decl in self.p.controllers:
             self._controller(decl)
         for decl in self.p.controllers:
@@ -231,10 +231,13 @@ class Resolver:
                     self.error(C.BAD_VALUE, span, "'available' takes ranges like 0..255")
                     continue
                 c.available = tuple((values[i], values[i + 1] - values[i] + 1) for i in range(0, len(values), 2))
+            elif name == "cascade":
+                c.cascade = values[0]
             elif name in ("msiir", "msi-address"):
                 c.msi_address = values[0]
             elif name == "cpus":
-                c.cpus = tuple(sorted({v for v in values}))
+                c.cpus = self._apic_cpus(d.name, values, span)
+                c.cpus_span = span
             elif name == "vectors":
                 c.vectors = (values[0], values[1])
             elif name == "servers":
@@ -255,12 +258,40 @@ class Resolver:
             if c.vectors is None:
                 c.vectors = (0x30, 0xEF)
             if not c.cpus:
-                c.cpus = (0,)
+                # No list: the controller delivers to every CPU of the platform.
+                c.cpus = tuple(range(self.platform.cpus))
+                c.cpus_span = d.span
         if d.kind == "fsl-msi" and not c.available:
             c.available = ((0, 256),)
         if d.kind == "xics" and c.servers is None:
             c.servers = (0, 0)
         self.controllers[d.name] = c
+
+    def _apic_cpus(self, name: str, pairs: tuple[int, ...], span: Span) -> tuple[int, ...]:
+        """An x86-apic 'cpus' list: CPU numbers of the platform, as in a partition's
+        'cpus' (the platform's 'cpus N' is the count, numbered 0..N-1); CPU n is
+        APIC ID n. A CPU the platform does not have is refused here: it is no
+        destination at all (and a huge range would not be expanded)."""
+        count = self.platform.cpus
+        cpus: set[int] = set()
+        for lo, hi in zip(pairs[::2], pairs[1::2], strict=True):
+            if lo > hi:
+                self.error(C.BAD_VALUE, span, f"CPU range {lo}..{hi} is reversed")
+                return ()
+            if lo < 0 or hi >= count:
+                what = f"CPU {hi if lo >= 0 else lo}" if lo == hi else f"CPUs {lo}..{hi}"
+                self.error(
+                    C.APIC_CPU_OUTSIDE_PLATFORM,
+                    span,
+                    f"x86-apic '{name}' sends to {what}, but the platform has {count} CPU"
+                    f"{'s' if count != 1 else ''} (0..{count - 1})",
+                    hint="'cpus' here lists CPU numbers like a partition's ('cpus 0..3' is four CPUs); "
+                    "the platform's 'cpus N' says how many there are",
+                    notes=(Note("the platform's CPU count", self.platform.span),) if self.platform.span else (),
+                )
+                return ()
+            cpus.update(range(lo, hi + 1))
+        return tuple(sorted(cpus))
 
     def _controller_ref(self, name: str, span: Span, role: str | None = None) -> m.Controller | None:
         c = self.controllers.get(name)

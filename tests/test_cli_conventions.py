@@ -280,7 +280,7 @@ def _files_of(text: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("code", sorted(codes.CATALOGUE))
-def test_explain_example_triggers_its_code(code: str, tmp_path: Path) -> None:
+def test_explain_example_triggers_its_code(code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     text = _explain(code)
     title = codes.CATALOGUE[code].title
     assert text.startswith(f"{code}: {title} ("), text
@@ -299,6 +299,8 @@ def test_explain_example_triggers_its_code(code: str, tmp_path: Path) -> None:
     if fixture.blocker is not None:  # E905: an output that cannot be written
         out.mkdir()
         (out / fixture.blocker).mkdir()
+    for name, value in fixture.env:  # '// env: NAME=VALUE'
+        monkeypatch.setenv(name, value)
     emit = DEFAULT_OUTPUTS
     if "--emit" in fixture.args:  # '// compile-args: --emit ...': a diagnostic of one output kind
         emit = frozenset(fixture.args[fixture.args.index("--emit") + 1].split(","))

@@ -11,6 +11,8 @@ triggers that diagnostic. Its leading comment block states what must happen:
     fails the test: a fixture triggers exactly what it says.
 ``// hint: TEXT``
     The diagnostic of the expect line above has a hint containing TEXT.
+``// env: NAME=VALUE``
+    Run dtmsi with that environment variable set (e.g. ``DTMSI_DTC``).
 ``// compile-blocker: NAME``
     Run ``dtmsi compile FILE -o DIR`` with a directory NAME already in DIR
     (so that writing the output NAME fails) instead of ``dtmsi check``.
@@ -64,7 +66,8 @@ _HINT_RE = re.compile(r"// hint: (?P<text>\S.*)")
 _XFAIL_RE = re.compile(r"// xfail\((?P<kinds>[a-z, ]+)\): (?P<reason>\S.*)")
 _BLOCKER_RE = re.compile(r"// compile-blocker: (?P<name>[^\s/]+)")
 _ARGS_RE = re.compile(r"// compile-args: (?P<args>\S.*)")
-_DIRECTIVE_RE = re.compile(r"// (?:expect|hint|xfail|compile-blocker|compile-args)\b")
+_ENV_RE = re.compile(r"// env: (?P<name>[A-Z_][A-Z0-9_]*)=(?P<value>\S*)")
+_DIRECTIVE_RE = re.compile(r"// (?:expect|hint|xfail|compile-blocker|compile-args|env)\b")
 _HEADER_RE = re.compile(r"^\S+:\d+:\d+: (?:error|warning)\[[EW]\d{3}\]: ")
 _TRACEBACK = "Traceback (most recent call last)"
 
@@ -93,6 +96,7 @@ class Fixture:
     xfail: tuple[tuple[str, str], ...]  # (test kind, reason)
     blocker: str | None
     args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
 
     @property
     def rel(self) -> str:
@@ -114,6 +118,7 @@ def parse_fixture(path: Path) -> Fixture:
     xfail: list[tuple[str, str]] = []
     blocker: str | None = None
     args: tuple[str, ...] = ()
+    env: list[tuple[str, str]] = []
     for number, line in enumerate(lines, 1):
         if not line.startswith("//"):
             break  # directives live in the leading comment block
@@ -138,11 +143,13 @@ def parse_fixture(path: Path) -> Fixture:
             blocker = m["name"]
         elif m := _ARGS_RE.fullmatch(line):
             args = tuple(m["args"].split())
+        elif m := _ENV_RE.fullmatch(line):
+            env.append((m["name"], m["value"]))
         else:
             raise ValueError(f"{path}:{number}: malformed directive: {line}")
     if not lines or not _EXPECT_RE.fullmatch(lines[0]):
         raise ValueError(f"{path}:1: the first line must be '// expect: CODE LINE:COL TEXT'")
-    return Fixture(path, tuple(expects), tuple(xfail), blocker, args)
+    return Fixture(path, tuple(expects), tuple(xfail), blocker, args, tuple(env))
 
 
 FIXTURES = [parse_fixture(p) for p in sorted(ERRORS.glob("*.msi"))]
@@ -157,8 +164,8 @@ def _params(kind: str, fixtures: list[Fixture]) -> list[Any]:
     return out
 
 
-def run_dtmsi(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+def run_dtmsi(*args: str, extra_env: tuple[tuple[str, str], ...] = ()) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"} | dict(extra_env)
     return subprocess.run(
         [sys.executable, "-m", "dtmsi", *args, "--color", "never"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
@@ -168,11 +175,12 @@ def run_dtmsi(*args: str) -> subprocess.CompletedProcess[str]:
 def run_fixture(fx: Fixture, fmt: str, out_dir: Path) -> subprocess.CompletedProcess[str]:
     """``dtmsi check`` (or ``compile`` into a blocked DIR) in the given diagnostics format."""
     if fx.blocker is None and not fx.args:
-        return run_dtmsi("check", fx.rel, "--diagnostics-format", fmt)
+        return run_dtmsi("check", fx.rel, "--diagnostics-format", fmt, extra_env=fx.env)
     out_dir.mkdir(exist_ok=True)
     if fx.blocker is not None:
         (out_dir / fx.blocker).mkdir()
-    return run_dtmsi("compile", fx.rel, "-o", str(out_dir), *fx.args, "--diagnostics-format", fmt)
+    return run_dtmsi("compile", fx.rel, "-o", str(out_dir), *fx.args, "--diagnostics-format", fmt,
+                     extra_env=fx.env)
 
 
 def assert_clean_exit(r: subprocess.CompletedProcess[str], expected: int) -> None:
@@ -253,7 +261,7 @@ def test_failed_compile_writes_nothing(fx: Fixture, tmp_path: Path) -> None:
     if fx.blocker is not None:
         (out / fx.blocker).mkdir()
     before = sorted(p.name for p in out.iterdir())
-    r = run_dtmsi("compile", fx.rel, "-o", str(out), *fx.args)
+    r = run_dtmsi("compile", fx.rel, "-o", str(out), *fx.args, extra_env=fx.env)
     assert_clean_exit(r, 1)
     assert sorted(p.name for p in out.iterdir()) == before
     assert previous.read_bytes() == b"\xd0\x0d\xfe\xed previous build\n"
@@ -263,7 +271,7 @@ def test_failed_compile_writes_nothing(fx: Fixture, tmp_path: Path) -> None:
 @pytest.mark.parametrize("fx", _params("compile", [f for f in FIXTURES if not f.has_error]))
 def test_warning_fixture_compiles(fx: Fixture, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    r = run_dtmsi("compile", fx.rel, "-o", str(out), *fx.args)
+    r = run_dtmsi("compile", fx.rel, "-o", str(out), *fx.args, extra_env=fx.env)
     assert_clean_exit(r, 0)
     for e in fx.expects:
         assert f"{e.file}:{e.line}:{e.column}: warning[{e.code}]: " in r.stderr, r.stderr

@@ -95,6 +95,13 @@ HOST_BRIDGES: dict[str, dict[str, dict[str, list[int | str]]]] = {
         "/pcie@4000000000/pci@1/pci@0/pci@a/pci@0/pci@1": {"bus-range": [8, 8]},
         "/pcie@4000000000/pci@2": {"bus-range": [9, 9]},
     },
+    "qemu-e500": {
+        "/pcie@e00000000": {
+            "bus-range": [0, 0xFF],
+            "fsl,msi": ["/soc@fe0000000/msi@41600"],
+            "interrupt-map-mask": [0xF800, 0, 0, 7],
+        },
+    },
     "qemu-virt": {
         "/pcie@4010000000": {
             "bus-range": [0, 0xFF],

@@ -13,7 +13,16 @@ from dtmsi.devicetree.build import Keep, TreeBuilder, attach_raw_nodes
 from dtmsi.devicetree.dtb import write_tree
 from dtmsi.devicetree.dts import DtsPrinter
 from dtmsi.devicetree.overlay import OverlayError, build_overlay
-from dtmsi.devicetree.tree import DeviceTreeError, Tree, find_node_by_label, find_node_by_path, iter_nodes
+from dtmsi.devicetree.place import BasePlace, base_place
+from dtmsi.devicetree.tree import (
+    DeviceTreeError,
+    Property,
+    Str,
+    Tree,
+    find_node_by_label,
+    find_node_by_path,
+    iter_nodes,
+)
 from dtmsi.diagnostics import DiagnosticSink
 from dtmsi.model import Machine
 from dtmsi.source import BUILTIN
@@ -44,10 +53,43 @@ def base_refs(machine: Machine, base: Tree | None, sink: DiagnosticSink) -> dict
                 f"'{c.from_base}' for controller '{c.name}'",
             )
             continue
-        if c.is_msi and found.prop("msi-controller") is None:
+        if c.is_msi and c.kind != "fsl-msi" and found.prop("msi-controller") is None:
             sink.report(C.BASE_NODE_MISMATCH, span, f"base node '{c.from_base}' has no 'msi-controller' property")
         refs[c.name] = c.from_base
     return refs
+
+
+def base_places(
+    machine: Machine, base: Tree | None, refs: dict[str, str], sink: DiagnosticSink
+) -> dict[str, BasePlace]:
+    """Controllers from the base tree: the place beside their node (its parent's
+    path and cells), for the compiler's nodes that sit next to them. An FSL MSI
+    block beside a base MPIC must have its registers inside that bus's ranges."""
+    places: dict[str, BasePlace] = {}
+    if base is None:
+        return places
+    paths = {label: path for path, n in iter_nodes(base) for label in n.labels}
+    for name, ref in refs.items():
+        path = ref if ref.startswith("/") else paths.get(ref)
+        place = base_place(base, path) if path is not None else None
+        if place is not None:
+            places[name] = place
+    for c in machine.controllers:
+        if c.kind != "fsl-msi" or c.from_base is not None or c.parent is None or c.address is None:
+            continue
+        place = places.get(c.parent.name)
+        if place is None or c.size is None:
+            continue
+        if place.child_address(c.address, c.size) is None:
+            sink.report(
+                C.CONTROLLER_OUTSIDE_BUS,
+                c.span or BUILTIN,
+                f"'{c.name}' at {c.address:#x} (size {c.size:#x}) is not inside the 'ranges' of "
+                f"{place.parent_path}, where it sits beside its MPIC '{c.parent.name}'",
+                hint="give the block's CPU address inside that bus's window (for QEMU's ppce500: "
+                "CCSR 0xf_e000_0000 + 0x41600)",
+            )
+    return places
 
 
 def build_tree(
@@ -57,8 +99,9 @@ def build_tree(
     keep: Keep | None,
     refs: dict[str, str],
     sink: DiagnosticSink,
+    places: dict[str, BasePlace] | None = None,
 ) -> Tree:
-    ours = TreeBuilder(machine, keep, refs, allocation).build()
+    ours = TreeBuilder(machine, keep, refs, allocation, places).build()
     if base is not None:
         from dtmsi.devicetree.merge import merge_into
 
@@ -66,6 +109,11 @@ def build_tree(
         tree.header_comment = ours.header_comment
     else:
         tree = ours
+    if tree.root.prop("model") is None:
+        # The DT spec requires a root 'model'; with none in the .msi or the base
+        # tree, the platform's compatible names the machine (QEMU's virt does the same).
+        at = next((i + 1 for i, p in enumerate(tree.root.properties) if p.name == "compatible"), 0)
+        tree.root.properties.insert(at, Property("model", (Str(machine.platform.compatible[0]),)))
     missing = attach_raw_nodes(tree, machine.raw_nodes, lambda n: refs.get(n, n.replace("-", "_")))
     for n in missing:
         sink.report(C.RAW_NODE, n.span, f"the parent of raw node '{n.path}' does not exist")
@@ -119,6 +167,7 @@ def render(
     emit: frozenset[str] = frozenset({"dtb", "dts"}),
 ) -> None:
     refs = base_refs(machine, base, sink)
+    places = base_places(machine, base, refs, sink)
     if sink.has_errors:
         return
     overlays = "dtbo" in emit and base is not None
@@ -136,7 +185,7 @@ def render(
     for name, keep in views:
         # The PCI nodes are deferred (made as the writer walks them), so the
         # tree is never whole in memory: both files are written in one walk.
-        tree = build_tree(machine, allocation, base, keep, refs, sink)
+        tree = build_tree(machine, allocation, base, keep, refs, sink, places)
         if keep is None:  # the system tree holds every label a raw property may name
             check_raw_references(machine, tree, refs, sink)
             if sink.has_errors:

@@ -42,6 +42,8 @@ ALL: tuple[Check, ...] = (
     msi.msi_map_coverage,
     msi.device_id_collisions,
     msi.fsl_available_ranges,
+    msi.x86_apic_destinations,
+    msi.fsl_msi_cascade,
     partitions.function_ownership,
     partitions.pe_membership,
     partitions.papr_platform,

@@ -6,7 +6,7 @@ from dtmsi import codes as C
 from dtmsi.checks.base import Report
 from dtmsi.diagnostics import Note
 from dtmsi.model import Bar, Function, Machine, MsiCap, MsixCap
-from dtmsi.source import Span
+from dtmsi.source import BUILTIN, Span
 
 
 def _functions(machine: Machine) -> list[Function]:
@@ -325,3 +325,47 @@ def fsl_available_ranges(machine: Machine, report: Report) -> None:
                 )
             elif start + count > 512:
                 report(C.AVAILABLE_RANGES, c.span, f"'{c.name}' has at most 512 MSI interrupts (16 banks)")
+
+
+def x86_apic_destinations(machine: Machine, report: Report) -> None:
+    """An x86 MSI address names its destination APIC ID in bits 19:12
+    (0xFEE00000 | ID << 12): eight bits, and ID 0xFF is the broadcast ID, so a
+    CPU (CPU n is APIC ID n) above 254 cannot be the target of one message.
+
+    Intel SDM vol. 3, 11.11.1 "Message Address Register Format"; Linux
+    arch/x86/include/asm/msi.h (X86_MSI_BASE_ADDRESS_LOW, destination_id_low).
+    """
+    for c in machine.controllers:
+        if c.kind != "x86-apic" or not c.cpus or c.cpus[-1] < 0xFF:
+            continue
+        high = [n for n in c.cpus if n >= 0xFF]
+        report(
+            C.APIC_ID_UNENCODABLE,
+            c.cpus_span or c.span or BUILTIN,
+            f"x86-apic '{c.name}' sends to CPU {high[0]}"
+            + (f" (and {len(high) - 1} more above 254)" if len(high) > 1 else "")
+            + ", but an MSI address holds an 8-bit APIC ID and 255 is broadcast",
+            hint="list the CPUs it may target, e.g. 'cpus 0..254;' (extended destination IDs are not modelled)",
+        )
+
+
+def fsl_msi_cascade(machine: Machine, report: Report) -> None:
+    """An FSL MSI block raises its 32-interrupt banks (MSIRn) as MPIC sources:
+    its node needs 'interrupts' and 'interrupt-parent' naming the MPIC, one
+    cascade per available bank, or Linux's fsl_msi probe fails ("no
+    interrupts property found") and no MSI is delivered.
+
+    Linux Documentation/devicetree/bindings/powerpc/fsl/msi-pic.txt;
+    arch/powerpc/sysdev/fsl_msi.c (fsl_of_msi_probe); QEMU hw/ppc/e500.c.
+    """
+    for c in machine.controllers:
+        if c.kind != "fsl-msi" or c.from_base is not None:
+            continue
+        if c.parent is None or c.parent.kind != "mpic":
+            report(
+                C.FSL_MSI_NO_MPIC,
+                c.span or BUILTIN,
+                f"fsl-msi '{c.name}' needs the MPIC its banks cascade to"
+                + (f"; '{c.parent.name}' is a {c.parent.kind}" if c.parent is not None else ""),
+                hint="add 'parent MPIC;' naming an 'interrupt-controller mpic' (it may be 'from base')",
+            )

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dtmsi import model as m
 from dtmsi.alloc import AllocationResult
 from dtmsi.ast import RawCells, RawNode, RawProperty, RawString
+from dtmsi.devicetree.place import BasePlace
 from dtmsi.devicetree.tree import Bytes, Cells, Chunk, Node, Property, Ref, Str, Tree
 
 Keep = Callable[[m.Function], bool]
@@ -20,6 +21,10 @@ Keep = Callable[[m.Function], bool]
 _GIC_SPI = 0
 _IRQ_LEVEL_HIGH = 4
 _IRQ_EDGE_RISING = 1
+# open-pic / fsl,mpic sense cell: 0 = rising edge, 1 = active-low level
+# (Linux bindings powerpc/fsl/mpic.txt, open-pic.txt).
+_MPIC_EDGE_RISING = 0
+_MPIC_LEVEL_LOW = 1
 
 
 def _split64(v: int) -> tuple[int, int]:
@@ -66,6 +71,7 @@ class TreeBuilder:
         keep: Keep | None = None,
         base_refs: dict[str, str] | None = None,
         allocation: AllocationResult | None = None,
+        places: dict[str, BasePlace] | None = None,
     ) -> None:
         self.m = machine
         self.allocation = allocation
@@ -73,6 +79,8 @@ class TreeBuilder:
         self.keep: Keep = keep or (lambda f: True)
         # controller name -> label or path of its node in the base tree
         self.base_refs = base_refs or {}
+        # controller name -> the place beside its base-tree node
+        self.places = places or {}
         self.acells = machine.platform.address_cells
         self.scells = machine.platform.size_cells
         # Properties many function nodes have alike (IDs, compatible), made
@@ -129,7 +137,11 @@ class TreeBuilder:
         if pl.msi_mode.kind == "firmware-composed":
             root.add_child(self.opal())
         for c in self.m.controllers:
-            if c.from_base is None and (c.parent is None or c.parent.from_base is not None):
+            if c.from_base is not None:
+                continue
+            if c.kind == "fsl-msi" and c.parent is not None:
+                self.beside(root, c.parent).add_child(self.controller(c))
+            elif c.parent is None or c.parent.from_base is not None or c.parent.kind != "gicv3":
                 root.add_child(self.controller(c))
         for hb in self.m.host_bridges:
             node = self.host_bridge(hb)
@@ -140,12 +152,14 @@ class TreeBuilder:
         return tree
 
     def opal(self) -> Node:
-        node = Node("ibm,opal", comment="OPAL firmware: composes MSI address/data (opal_get_msi_32/64)")
-        node.set("compatible", Str("ibm,opal-v3"))
+        # The OPAL call tokens are for people and the stubs (which get them from
+        # the plan): no binding has a property for them, so they go in the comment.
         tokens = self.m.platform.msi_mode.tokens
-        for key in ("get-msi-32", "get-msi-64"):
-            if key in tokens:
-                node.set(f"dtmsi,opal-{key}-token", Cells((tokens[key],)))
+        keys = [k for k in ("get-msi-32", "get-msi-64") if k in tokens]
+        calls = ", ".join(f"OPAL_{k.upper().replace('-', '_')} {tokens[k]}" for k in keys)
+        what = "OPAL firmware: composes MSI address/data (opal_get_msi_32/64)"
+        node = Node("ibm,opal", comment=what + (f"; tokens {calls}" if calls else ""))
+        node.set("compatible", Str("ibm,opal-v3"))
         return node
 
     def rtas(self) -> Node:
@@ -164,8 +178,47 @@ class TreeBuilder:
 
     # ------------------------------------------------------------ controllers
 
+    def beside(self, root: Node, c: m.Controller) -> Node:
+        """The node a sibling of ``c``'s node goes into: the root for a node
+        dtmsi makes, else a path of empty nodes down to the base node's parent
+        (the merge puts their children into the base tree's)."""
+        place = self.places.get(c.name)
+        node = root
+        if place is not None:
+            for name in place.parent_path.split("/")[1:] if place.parent_path != "/" else []:
+                nxt = next((k for k in node.children if k.name == name), None)
+                if nxt is None:
+                    nxt = Node(name)
+                    node.add_child(nxt)
+                node = nxt
+        return node
+
+    def bus_cells(self, c: m.Controller) -> tuple[int, int, int | None]:
+        """Address and size cells of the bus ``c``'s node sits on, and its
+        ``reg`` address there (None: not representable, reported by the backend)."""
+        if c.parent is not None and c.parent.kind == "gicv3" and c.parent.from_base is None:
+            return 2, 2, c.address
+        place = self.places.get(c.parent.name) if c.kind == "fsl-msi" and c.parent is not None else None
+        if place is None:
+            return self.acells, self.scells, c.address
+        if c.address is None or c.size is None:
+            return place.address_cells, place.size_cells, None
+        return place.address_cells, place.size_cells, place.child_address(c.address, c.size)
+
+    def mpic_cells(self, c: m.Controller) -> int:
+        """``#interrupt-cells`` of an MPIC: the base node's (fsl,mpic allows 2 or 4), else ours."""
+        place = self.places.get(c.name)
+        if place is not None and place.interrupt_cells is not None:
+            return place.interrupt_cells
+        return c.interrupt_cells
+
+    def mpic_specifier(self, c: m.Controller, irq: int, sense: int) -> tuple[int, ...]:
+        # fsl,mpic with 4 cells: source, sense, type 0 (normal interrupt), info 0.
+        return (irq, sense) + (0, 0) * (self.mpic_cells(c) == 4)
+
     def controller(self, c: m.Controller) -> Node:
-        unit = f"@{_hex(c.address)}" if c.address is not None else ""
+        acells, scells, address = self.bus_cells(c)
+        unit = f"@{_hex(address)}" if address is not None else ""
         base = {
             "gicv3": "interrupt-controller",
             "gicv3-its": "msi-controller",
@@ -181,27 +234,35 @@ class TreeBuilder:
             node.set("compatible", *(Str(s) for s in c.compatible))
         if c.kind == "xics":
             node.set("device_type", Str("PowerPC-External-Interrupt-Presentation"))
-        acells, scells = self.acells, self.scells
-        if c.parent is not None and c.parent.kind == "gicv3":
-            acells, scells = 2, 2
-        if c.address is not None and c.size is not None:
-            regs = [self.reg(c.address, c.size, acells, scells)]
+        if address is not None and c.size is not None:
+            regs = [self.reg(address, c.size, acells, scells)]
             if c.redistributor is not None:
                 regs.append(self.reg(c.redistributor[0], c.redistributor[1], acells, scells))
             node.set("reg", *regs)
         if c.interrupt_cells:
             node.set("interrupt-controller")
             node.set("#interrupt-cells", Cells((c.interrupt_cells,)))
-        if c.is_msi:
+        if c.is_msi and c.kind != "fsl-msi":  # fsl,mpic-msi is no msi-controller: PCI finds it by fsl,msi
             node.set("msi-controller")
             if c.msi_cells:
                 node.set("#msi-cells", Cells((c.msi_cells,)))
         if c.kind == "fsl-msi":
             node.set("msi-available-ranges", Cells(tuple(v for r in c.available for v in r)))
+            if c.parent is not None:
+                # One cascade per available 32-interrupt bank, in order: MSIR n
+                # raises MPIC source cascade + n, an edge (binding msi-pic.txt;
+                # Linux fsl_msi_setup_hwirq walks 'interrupts' this way).
+                banks = [b for start, count in c.available for b in range(start // 32, (start + count) // 32)]
+                spec: list[int | Ref] = []
+                for b in banks:
+                    spec += self.mpic_specifier(c.parent, c.cascade + b, _MPIC_EDGE_RISING)
+                node.set("interrupts", Cells(tuple(spec)), comment=f"MSIR banks {', '.join(map(str, banks))}")
+                node.set("interrupt-parent", Cells((self.ref(c.parent),)))
         if c.kind == "xics" and c.servers is not None:
             lo, hi = c.servers
             node.set("ibm,interrupt-server-ranges", Cells((lo, hi - lo + 1)))
-        kids = [k for k in self.m.controllers if k.parent is c and k.from_base is None]
+        # Only an ITS nests inside its GIC; other children sit beside their parent.
+        kids = [k for k in self.m.controllers if k.parent is c and k.from_base is None and c.kind == "gicv3"]
         if c.kind == "gicv3":
             # Needed for the ITS child and as an interrupt-map parent (dtc checks both).
             node.set("#address-cells", Cells((2,)))
@@ -225,7 +286,7 @@ class TreeBuilder:
         if c.kind == "xics":
             return (irq, 1 if level else 0)
         if c.kind == "mpic":
-            return (irq, 1 if level else 0)  # open-pic: 1 = active-low level, 0 = rising edge
+            return self.mpic_specifier(c, irq, _MPIC_LEVEL_LOW if level else _MPIC_EDGE_RISING)
         if c.interrupt_cells == 1:
             return (irq,)
         return (irq, _IRQ_LEVEL_HIGH if level else _IRQ_EDGE_RISING)
@@ -294,6 +355,10 @@ class TreeBuilder:
                 )
             if hb.msi_map_mask is not None:
                 node.set("msi-map-mask", Cells((hb.msi_map_mask,)))
+        elif hb.msi_parent is not None and hb.msi_parent.kind == "fsl-msi":
+            # Freescale PCI controllers name their MSI bank with fsl,msi
+            # (Linux fsl_msi.c fsl_setup_msi_irqs; QEMU ppce500's tree).
+            node.set("fsl,msi", Cells((self.ref(hb.msi_parent),)))
         elif hb.msi_parent is not None:
             spec: tuple[int | Ref, ...] = (self.ref(hb.msi_parent),)
             if hb.msi_parent.msi_cells:
