@@ -51,6 +51,7 @@ from .pseries import QEMU, QEMU_PACKAGE
 
 __all__ = [
     "POWERNV9_MSI",
+    "POWERNV9_MSI_SCENARIO",
     "BarWrite",
     "BridgeWindow",
     "OpalBuild",
@@ -68,6 +69,7 @@ __all__ = [
 HERE = Path(__file__).resolve().parent
 PROGRAM_DIR = HERE / "opal_baremetal"
 POWERNV9_MSI = HERE / "opal" / "powernv9.msi"
+POWERNV9_MSI_SCENARIO = HERE / "opal" / "powernv9-msi.msi"
 SOURCES = (PAPR_PROGRAM_DIR / "start.S", PROGRAM_DIR / "hooks.c")
 LINK_LD = PROGRAM_DIR / "link.ld"
 
@@ -254,6 +256,7 @@ class FunctionResult:
     set_up: bool
     vec: tuple[tuple[int, int, int], ...]  # (address, data, irq) the stub recorded per vector
     msix: tuple[tuple[int, int, int, int], ...]  # (address, data, vector control, message control) read back
+    msi: tuple[int, int, int] | None  # the MSI capability read back: (message control, address, data)
 
 
 @dataclass(frozen=True)
@@ -280,6 +283,7 @@ def parse_output(text: str) -> OpalOutput:
     fns: dict[str, dict[str, str]] = {}
     vecs: dict[str, list[tuple[int, tuple[int, int, int]]]] = {}
     msix: dict[str, list[tuple[int, tuple[int, int, int, int]]]] = {}
+    msi: dict[str, tuple[int, int, int]] = {}
     bars: list[str] = []
     bridges: list[str] = []
     logs: list[str] = []
@@ -321,6 +325,8 @@ def parse_output(text: str) -> OpalOutput:
             vecs.setdefault(words[2], []).append((h["index"], (h["addr"], h["data"], h["irq"])))
         elif tag == "msix":
             msix.setdefault(words[2], []).append((h["entry"], (h["addr"], h["data"], h["ctrl"], h["msgctl"])))
+        elif tag == "msi":
+            msi[words[2]] = (h["ctrl"], h["addr"], h["data"])
     functions = {
         bdf: FunctionResult(
             bdf=bdf,
@@ -332,6 +338,7 @@ def parse_output(text: str) -> OpalOutput:
             set_up=kv["set_up"] == "1",
             vec=tuple(v for _, v in sorted(vecs.get(bdf, []))),
             msix=tuple(v for _, v in sorted(msix.get(bdf, []))),
+            msi=msi.get(bdf),
         )
         for bdf, kv in fns.items()
     }
@@ -371,7 +378,9 @@ def judge(allocation: Mapping[str, Any], out: OpalOutput, msi_bases: Mapping[int
     * skiboot's (address, data) for x is allocation.json's prediction, and
       is what the stub recorded for vector k (MSI: the block's first
       message, data + k);
-    * MSI-X: the device's table entry k holds it, unmasked, MSI-X on.
+    * MSI-X: the device's table entry k holds it, unmasked, MSI-X on;
+      MSI: the capability holds vector 0's message, enabled, with MME =
+      log2(hardware_vectors).
 
     And every function ends with the planned mechanism and vector count,
     status 0.
@@ -434,6 +443,14 @@ def judge(allocation: Mapping[str, Any], out: OpalOutput, msi_bases: Mapping[int
             if k >= len(r.vec) or r.vec[k][:2] != answer or r.vec[k][2] != hwirq:
                 problems.append(f"{who}: vector {k}: the stub recorded {r.vec[k] if k < len(r.vec) else None}, "
                                 f"skiboot answered {answer} for hwirq {hwirq:#x}")  # fmt: skip
+            if mech == "msi" and k == 0:
+                mme = (r.msi[0] >> 4) & 7 if r.msi else -1
+                want_mme = (int(fn["hardware_vectors"]) - 1).bit_length()
+                if r.msi is None or not r.msi[0] & 1 or mme != want_mme or r.msi[1:] != answer:
+                    problems.append(
+                        f"{who}: the MSI capability holds {r.msi} (control, address, data); want skiboot's "
+                        f"{answer[0]:#x}/{answer[1]:#x}, enabled, MME {want_mme}"
+                    )
             if mech == "msix":
                 if k >= len(r.msix):
                     problems.append(f"{who}: MSI-X entry {k} was not read back")

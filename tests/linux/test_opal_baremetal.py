@@ -15,6 +15,12 @@ three PHBs):
 * the stub recorded exactly that message and the device's MSI-X table
   holds it, unmasked, with MSI-X on; the INTx function ends on INTx.
 
+A second boot covers the MSI path (``powernv9-msi.msi``): a 4-vector MSI
+block placed after a 3-vector MSI-X function on the same PHB (so aligned
+to 4 in XIVE numbers: one set_xive_pe per XIVE, one get_msi_64 for the
+block's first, data + vector in the device) and an 8-vector block with the
+no-64bit-msi quirk (get_msi_32).
+
 Negative controls: the same skiboot output judged against allocation.json
 with one predicted data value off by one, or one hwirq outside the PHB's
 range, fails; and a stub whose host-bridge msi_base is moved so that its
@@ -33,11 +39,28 @@ from typing import Any
 
 import pytest
 
-from .opal_baremetal import POWERNV9_MSI, OpalRun, build_program, judge, mutate_msi_base, run_program, stub_msi_bases
+from .opal_baremetal import (
+    POWERNV9_MSI,
+    POWERNV9_MSI_SCENARIO,
+    OpalRun,
+    build_program,
+    judge,
+    mutate_msi_base,
+    run_program,
+    stub_msi_bases,
+)
 from .powernv import dtb_phbs
 from .test_opal_linux import DEVICES, NET, NET_INTX, NIC, NVME
 
 pytestmark = pytest.mark.linux
+
+#: powernv9-msi.msi's functions (virtio-net and an xHCI as functions 0 and 1 behind PHB 4's root port).
+MSI_DEVICES: tuple[str, ...] = (
+    "virtio-net-pci,bus=pcie.4,addr=0x0.0,multifunction=on,romfile=",
+    "nec-usb-xhci,bus=pcie.4,addr=0x0.1",
+    "nec-usb-xhci,bus=pcie.5,addr=0x0",
+)
+NET2, USB0, USB1 = "0004:01:00.0", "0004:01:00.1", "0005:01:00.0"
 
 E_FW = -9  # CONTRACT.md, "Statuses"
 OPAL_PARAMETER = -1
@@ -100,3 +123,28 @@ def test_xive_numbers_past_the_range_are_refused_by_skiboot() -> None:
     assert any(NVME in p and "status -9 (fw -1); the plan says msix" in p for p in run.problems), run.summary()
     # the other PHBs are untouched by the mutation and still agree
     assert not [p for p in run.problems if NVME not in p], run.summary()
+
+
+def test_msi_blocks_under_skiboot() -> None:
+    with tempfile.TemporaryDirectory(prefix="dtmsi-opal-bm-") as tmp:
+        run = run_program(build_program(POWERNV9_MSI_SCENARIO, Path(tmp)), MSI_DEVICES)
+        allocation = run.build.allocation
+        bases = stub_msi_bases(run.build.source)
+    assert run.problems == (), run.summary()
+    out = run.output
+    usb0 = [(c.name, c.xive, c.is64) for c in out.calls if c.phb_id == 4 and c.pe == 1 and c.xive >= 4]
+    # the block's first XIVE given to the PE and composed, then the other three given to it
+    want = [("set_xive_pe", 4, False), ("get_msi", 4, True)] + [("set_xive_pe", x, False) for x in range(5, 8)]
+    assert usb0 == want, run.summary()
+    usb1 = [(c.name, c.xive, c.is64, c.address) for c in out.calls if c.phb_id == 5 and c.name == "get_msi"]
+    assert usb1 == [("get_msi", 0, False, 0xFFFF0000)], run.summary()
+    assert {bdf: (r.mechanism, r.vectors, r.msi[2] if r.msi else None) for bdf, r in out.functions.items()} == {
+        NET2: ("msix", 3, None),
+        USB0: ("msi", 4, 4),
+        USB1: ("msi", 8, 0),
+    }
+    # an MSI block predicted one XIVE off (unaligned data) fails against the same answers
+    wrong = copy.deepcopy(allocation)
+    _fn(wrong, USB0)["messages"][0]["data"] -= 1
+    problems = judge(wrong, out, bases)
+    assert any(USB0 in p and "allocation.json predicts 0x1000000000000000/0x3" in p for p in problems), problems
