@@ -43,9 +43,8 @@ from dtmsi.diagnostics import render_text
 from dtmsi.driver import compile_file
 from dtmsi.options import CompileOptions
 
-from .conftest import guest_cache_dir
 from .powernv import OpalPhb, PowernvRun, boot_powernv, compare, compare_phbs, dtb_phbs, summary
-from .pseries import ensure_pseries_guest
+from .pseries import PseriesGuest
 
 pytestmark = pytest.mark.linux
 
@@ -80,8 +79,8 @@ def build() -> Iterator[tuple[dict[str, Any], Path]]:
 
 
 @pytest.fixture(scope="module")
-def run() -> PowernvRun:
-    return boot_powernv(ensure_pseries_guest(guest_cache_dir()), DEVICES)
+def run(pseries_guest: PseriesGuest) -> PowernvRun:
+    return boot_powernv(pseries_guest, DEVICES)
 
 
 def test_the_plan_says_what_the_test_claims(build: tuple[dict[str, Any], Path]) -> None:
