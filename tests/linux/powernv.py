@@ -52,6 +52,7 @@ __all__ = [
     "boot_powernv",
     "compare",
     "compare_phbs",
+    "dtb_lsis",
     "dtb_phbs",
     "parse_opal",
     "parse_xive",
@@ -243,6 +244,32 @@ def dtb_phbs(dtb: Path | bytes) -> dict[int, OpalPhb]:
             ranges = bytes(fdt.getprop(node, "ibm,opal-msi-ranges"))
             reg = bytes(fdt.getprop(node, "reg"))
             out[phb_id] = _phb(phb_id, "/" + fdt.get_name(node), ranges, reg)
+        node = fdt.next_subnode(node, libfdt.QUIET_NOTFOUND)
+    return out
+
+
+def dtb_lsis(dtb: Path | bytes) -> dict[int, dict[int, int]]:
+    """dtmsi's tree: PHB id -> {INTx pin (1..4) of slot 0 -> the hwirq its
+    interrupt-map sends it to}.  Each entry is the child's unit address (3
+    cells) and pin, the parent's phandle and its #interrupt-cells."""
+    fdt = libfdt.Fdt(dtb if isinstance(dtb, bytes) else dtb.read_bytes())
+    out: dict[int, dict[int, int]] = {}
+    node = fdt.first_subnode(0, libfdt.QUIET_NOTFOUND)
+    while node >= 0:
+        phbid = fdt.getprop(node, "ibm,opal-phbid", libfdt.QUIET_NOTFOUND)
+        imap = fdt.getprop(node, "interrupt-map", libfdt.QUIET_NOTFOUND)
+        if not isinstance(phbid, int) and not isinstance(imap, int):
+            cells = [int.from_bytes(bytes(imap)[i : i + 4], "big") for i in range(0, len(imap), 4)]
+            pins: dict[int, int] = {}
+            at = 0
+            while at + 5 < len(cells):
+                hi, pin, phandle = cells[at], cells[at + 3], cells[at + 4]
+                parent = fdt.node_offset_by_phandle(phandle)
+                ncells = int.from_bytes(bytes(fdt.getprop(parent, "#interrupt-cells")), "big")
+                if (hi >> 11) & 0x1F == 0:  # slot 0: the root port
+                    pins[pin] = cells[at + 5]
+                at += 5 + ncells
+            out[int.from_bytes(bytes(phbid), "big")] = pins
         node = fdt.next_subnode(node, libfdt.QUIET_NOTFOUND)
     return out
 

@@ -43,7 +43,7 @@ from dtmsi.diagnostics import render_text
 from dtmsi.driver import compile_file
 from dtmsi.options import CompileOptions
 
-from .powernv import OpalPhb, PowernvRun, boot_powernv, compare, compare_phbs, dtb_phbs, summary
+from .powernv import OpalPhb, PowernvRun, boot_powernv, compare, compare_phbs, dtb_lsis, dtb_phbs, summary
 from .pseries import PseriesGuest
 
 pytestmark = pytest.mark.linux
@@ -116,6 +116,17 @@ def test_the_msi_describes_skiboots_phbs(build: tuple[dict[str, Any], Path], run
     assert len(planned) == 6
     problems = compare_phbs(planned, run.phbs)
     assert problems == [], "\n".join([*problems, summary(run)])
+
+
+def test_intx_lands_on_the_planned_lsi(build: tuple[dict[str, Any], Path], run: PowernvRun) -> None:
+    """The function without MSI-X raises INTA through its root port (device 0:
+    no swizzle) to the LSI the .msi's `intx ->` line gives PHB 3 (skiboot puts
+    the PHB's 8 LSIs right after its MSI range)."""
+    _, dtb = build
+    lsis = dtb_lsis(dtb)
+    fn = run.report.function(NET_INTX)
+    assert fn.config[0x3D] == 1  # interrupt pin A
+    assert fn.intx_irq is not None and run.xive.get(fn.intx_irq) == lsis[3][1] == 0xFCFF8, summary(run)
 
 
 def _edit(allocation: dict[str, Any], bdf: str, **changes: Any) -> dict[str, Any]:
