@@ -15,6 +15,7 @@ from typing import Literal
 from dtmsi import codes as C
 from dtmsi.diagnostics import DiagnosticSink, Note
 from dtmsi.model import Controller, Function, Machine, Partition, Policy
+from dtmsi.opal import compose_msi
 from dtmsi.source import BUILTIN, Span
 
 Mechanism = Literal["msix", "msi", "intx", "none"]
@@ -44,7 +45,7 @@ class Message:
     machines small; ``expand()`` gives one message per vector."""
 
     vector: int  # MSI vector index / MSI-X table entry of the first message
-    address: int | None  # None: firmware composes it at run time (OPAL)
+    address: int | None  # OPAL: what firmware will compose (dtmsi.opal); None: not known
     data: int | None
     event_id: int | None = None  # ITS only
     hwirq: int | None = None  # FSL / generic: the controller's interrupt number
@@ -409,9 +410,23 @@ class Allocator:
             )
             a.mechanism, a.granted = "none", 0
             return
-        tok = self.m.platform.msi_mode.tokens.get("get-msi-64", 40)
-        a.messages = runs([Message(i, None, None, hwirq=h) for i, h in enumerate(got[: a.granted])])
-        a.say(f"firmware composes address/data: OPAL_GET_MSI_64 (token {tok}) per hwirq")
+        # What the stub asks: a 64-bit message unless the function's quirk or
+        # (MSI) its capability forbids it (stubs/CONTRACT.md, "OPAL").
+        is64 = "no-64bit-msi" not in f.quirks and (a.mechanism == "msix" or (f.msi is not None and f.msi.is64))
+        call = "get-msi-64" if is64 else "get-msi-32"
+        tok = self.m.platform.msi_mode.tokens.get(call, 40 if is64 else 39)
+        base = hb.msi_ranges[0]
+        if a.mechanism == "msi":
+            # one get_msi for the block; the device adds the vector to the data
+            address, data = compose_msi(got[0] - base, is64)
+            msgs = [Message(i, address, data + i, hwirq=h) for i, h in enumerate(got[: a.granted])]
+        else:
+            msgs = [Message(i, *compose_msi(h - base, is64), hwirq=h) for i, h in enumerate(got[: a.granted])]
+        a.messages = runs(msgs)
+        a.say(
+            f"firmware composes address/data: OPAL_{call.upper().replace('-', '_')} (token {tok}) per hwirq; "
+            "allocation.json gives what skiboot answers"
+        )
 
     # ------------------------------------------------------------ controllers
 

@@ -370,6 +370,8 @@ def _check_function(sim: Simulator, entry: Mapping[str, Any], unmasked: bool) ->
             bad(f"first ibm,change-msi asked {first.args[4]}, planned {hw}")
     grant = sim.papr.grant_of(bdf) if mode == "papr" else None
 
+    mispredicted: set[int] = set()
+
     def expected(v: int, is64: bool) -> tuple[int, int] | None:
         if mode == "papr":
             if grant is None:
@@ -382,7 +384,15 @@ def _check_function(sim: Simulator, entry: Mapping[str, Any], unmasked: bool) ->
         if mode == "opal":
             if hwirq is None:
                 return None
-            return compose_msi(hwirq - sim.host_of(dev).msi_base, is64)
+            composed = compose_msi(hwirq - sim.host_of(dev).msi_base, is64)
+            # allocation.json's prediction of what firmware composes (dtmsi.opal)
+            if addr is not None and (addr, data) != composed and v not in mispredicted:
+                mispredicted.add(v)
+                bad(
+                    f"vector {v}: allocation.json predicts {addr:#x}/{data:#x}, firmware composes "
+                    f"{composed[0]:#x}/{composed[1]:#x}"
+                )
+            return composed
         if addr is None or data is None:
             return None
         return addr, data

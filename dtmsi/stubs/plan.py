@@ -350,8 +350,10 @@ def _function(
             PlanRun(
                 m.vector,
                 m.count,
-                m.address or 0,
-                m.data or 0,
+                # OPAL: firmware composes the messages at run time; the stub
+                # writes what it answers, so its runs carry none (CONTRACT.md)
+                m.address or 0 if mode == "native" else 0,
+                m.data or 0 if mode == "native" else 0,
                 m.event_id if m.event_id is not None else m.hwirq if m.hwirq is not None else m.data or 0,
             )
             for m in a.messages

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from .guest import Guest, ensure_guest
+from .pseries import PseriesGuest, ensure_pseries_guest
 
 
 def guest_cache_dir() -> Path:
@@ -26,3 +27,10 @@ def guest() -> Guest:
     archive is an error, never a skip.
     """
     return ensure_guest(guest_cache_dir())
+
+
+@pytest.fixture(scope="session")
+def pseries_guest() -> PseriesGuest:
+    """Debian's ppc64el kernel with the kexec initramfs (downloaded and built
+    once); the pseries kexec tests and the powernv (skiboot) tests boot it."""
+    return ensure_pseries_guest(guest_cache_dir())

@@ -21,6 +21,11 @@
 #    the first PCI function: QEMU's pci_cfg_write trace of that marker
 #    separates what RTAS granted the drivers from the power-off's releases.
 #
+# Sourced with DTMSI_SOURCED=1 (tests/linux/powernv_init.sh) it only sets
+# up and defines its functions; the sourcing /init may redefine
+# report_extra (more report sections, printed just before the report's end)
+# and calls stage2 itself.
+#
 # Kernel command line options read here:
 #   dtmsi.stage=1|2  which boot this is (the first boot's cmdline says 1)
 #   dtmsi.settle=S   give up waiting for a stable vector set after S seconds (default 15)
@@ -56,6 +61,9 @@ now_cs() {
 }
 
 hexof() { od -An -tx1 -v "$1" | tr -d ' \n'; }
+
+# More report sections (see the header); none by default.
+report_extra() { :; }
 
 halt_now() {
 	poweroff -f &
@@ -288,11 +296,14 @@ stage2() {
 	echo "@@BEGIN dmesg"
 	dmesg
 	echo "@@END dmesg"
+	report_extra
 	echo "@@DTMSI-REPORT-END"
 	halt_now
 }
 
-if [ "$stage" = 1 ]; then
+if [ -n "$DTMSI_SOURCED" ]; then
+	:
+elif [ "$stage" = 1 ]; then
 	stage1
 else
 	# The quota arithmetic's own lines (rtas_msi: calc quota ..., request

@@ -47,7 +47,6 @@ from dtmsi.diagnostics import render_text
 from dtmsi.driver import compile_file
 from dtmsi.options import CompileOptions
 
-from .conftest import guest_cache_dir
 from .guest import FunctionReport, HarnessError
 from .papr_baremetal import RTAS_CHANGE_MSI_FN, config_addr_of
 from .pseries import (
@@ -58,7 +57,6 @@ from .pseries import (
     PaprPlan,
     PseriesGuest,
     boot_kexec,
-    ensure_pseries_guest,
     plan_from_dtb,
     summary,
 )
@@ -383,12 +381,6 @@ def judge(allocation: Mapping[str, Any], run: KexecRun, plan: PaprPlan, quirks: 
 class ScenarioRun:
     build: Build
     run: KexecRun
-
-
-@pytest.fixture(scope="session")
-def pseries_guest() -> PseriesGuest:
-    """Debian's ppc64el kernel with the kexec initramfs (downloaded and built once)."""
-    return ensure_pseries_guest(guest_cache_dir())
 
 
 @pytest.fixture(scope="module")

@@ -320,3 +320,21 @@ def test_final_state_differences() -> None:
                         "final-state: 0001:00:02.0 pnvme: MSI-X not enabled",
                         "final-state: 0001:00:02.0 pnvme: INTx Disable is clear, expected set",
                         "final-state: 0001:00:02.0 pnvme: holds no MSI-X grant from the hypervisor"]
+
+
+def test_final_state_opal_prediction() -> None:
+    """allocation.json's OPAL address/data (dtmsi.opal) must be what firmware composed."""
+    alloc = allocation()
+    eth0 = alloc["functions"][-1]
+    # XIVE 4 and 5 (hwirq 0xff4 - msi_base 0xff0): 64-bit address 1 << 60, data 4, 5
+    eth0["messages"] = [{"vector": 0, "count": 2, "hwirq": 0xFF4, "address": 1 << 60, "data": 4}]
+    sim = machine()
+    Reference(sim).setup_all(alloc, "p3")
+    assert check_final_state(sim, alloc, "p3") == []
+    eth0["messages"][0]["data"] = 5  # a wrong prediction
+    assert check_final_state(sim, alloc, "p3") == [
+        "final-state: 0002:01:00.0 eth0: vector 0: allocation.json predicts 0x1000000000000000/0x5, "
+        "firmware composes 0x1000000000000000/0x4",
+        "final-state: 0002:01:00.0 eth0: vector 1: allocation.json predicts 0x1000000000000000/0x6, "
+        "firmware composes 0x1000000000000000/0x5",
+    ]

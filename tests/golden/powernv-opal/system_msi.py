@@ -6,7 +6,7 @@ function ``FUNCTIONS[i]`` got. The hooks contract is in dtmsi's
 dtmsi/stubs/CONTRACT.md; ``dtmsi.sim.Simulator`` implements it for tests.
 """
 
-# Plan digest (of allocation.json): sha256:b8032f63d63a0145477469a1031ca9c0476f554d73a31c002d6485805a7dcaa7
+# Plan digest (of allocation.json): sha256:66551c62047f4637993b5a532a02217ecfef163b5dba7ec21eab5a29da60c2c6
 # Standard library only; mypy --strict clean as generated.
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Final, NamedTuple, Protocol
 ABI: Final = 1
 PREFIX: Final = 'dtmsi_system'
 MODE: Final[int] = 1  # opal
-DIGEST: Final = 'sha256:b8032f63d63a0145477469a1031ca9c0476f554d73a31c002d6485805a7dcaa7'
+DIGEST: Final = 'sha256:66551c62047f4637993b5a532a02217ecfef163b5dba7ec21eab5a29da60c2c6'
 SOURCE: Final = 'powernv-opal.msi'
 RTAS_CHANGE_MSI: Final = 0x0
 RTAS_QUERY_IRQ: Final = 0x0

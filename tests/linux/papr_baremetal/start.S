@@ -8,8 +8,12 @@
  *
  * _start: turn on 64-bit mode (MSR[SF]), clear .bss, point r1 at the top of
  * our own stack, load main's TOC from its ELFv1 function descriptor and call
- * it.  main() never returns (it powers the machine off through RTAS); if it
- * did, spin.
+ * it with r3 as it was at entry.  main() never returns (it powers the
+ * machine off); if it did, spin.
+ *
+ * The OPAL program (tests/linux/opal_baremetal) shares this entry: skiboot
+ * enters it already in 64-bit big-endian real mode with r3 = the device
+ * tree it built (opal_baremetal/link.ld places it where skiboot runs it).
  */
     .section .text.start, "ax"
     .globl _start
@@ -22,16 +26,16 @@ _start:
     mtmsrd  %r11
     isync
 
-    /* clear .bss (8-byte aligned, see link.ld) */
-    lis     %r3, __bss_start@ha
-    addi    %r3, %r3, __bss_start@l
-    lis     %r4, __bss_end@ha
-    addi    %r4, %r4, __bss_end@l
+    /* clear .bss (8-byte aligned, see link.ld); r3 is main's argument */
+    lis     %r4, __bss_start@ha
+    addi    %r4, %r4, __bss_start@l
+    lis     %r5, __bss_end@ha
+    addi    %r5, %r5, __bss_end@l
     li      %r0, 0
-1:  cmpld   %r3, %r4
+1:  cmpld   %r4, %r5
     bge     2f
-    std     %r0, 0(%r3)
-    addi    %r3, %r3, 8
+    std     %r0, 0(%r4)
+    addi    %r4, %r4, 8
     b       1b
 2:
     /* stack: top of __stack, 16-byte aligned, with an empty back chain */
