@@ -3,8 +3,9 @@
     lower (parse) -> resolve -> checks -> base tree -> backends -> commit
 
 The backends write into staged files (dtmsi.artifacts.Outputs), which reach
-their names only at ``commit``: a failed compile writes nothing visible and
-leaves existing outputs untouched.
+their names only at ``commit``, all in one step: a failed compile writes
+nothing visible and leaves existing outputs untouched, and a killed one leaves
+the old set or the new set.
 
 Memory: each phase lets go of its input once the next has what it needs (the
 tokens of a statement once parsed, its syntax once lowered, the declarations
