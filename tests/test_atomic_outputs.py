@@ -10,6 +10,9 @@ compile removes what the killed one left behind and succeeds.
   swap (no RENAME_EXCHANGE) and into a directory that does not exist yet.
 * A large compile (10k generated functions, the real CLI in a child process)
   SIGKILLed at seeded random times, each time towards the other input.
+* Leftovers: earlier versions' ``.NAME.XXXXXXXX.tmp`` files go, a staging
+  directory whose lock a running compile holds stays; ``-o .`` (the working
+  directory is swapped) still puts the depfile into the new directory.
 * Negative control: the per-file commit (what dtmsi does only where it cannot
   swap) killed between two renames leaves a mixed set, and the same checker
   says so.
@@ -324,3 +327,48 @@ def test_large_compile_killed_at_random_times(tmp_path: Path) -> None:
     assert _files(out) == refs[target] and _leftovers(out) == [], outcomes
     print("kills (delay s, exit status, set on disk):", outcomes)
     assert (out / "system_msi.c").stat().st_mtime_ns == OLD_NS
+
+
+# ------------------------------------------------------------------ leftovers and odd directories
+
+
+def test_old_temporaries_inside_go_and_a_running_compiles_staging_stays(
+        tmp_path: Path, refs: tuple[Path, Path, Outputs, Outputs]) -> None:
+    old_src, new_src, old, new = refs
+    out, foreign = _prepare(tmp_path, old_src)
+    # What earlier versions (and write_if_changed) left when killed: ".NAME.XXXXXXXX.tmp".
+    (out / ".system.dtb.k2j_9x0q.tmp").write_bytes(b"half a tree")
+    (out / ".hidden-notes").write_bytes(b"not a temporary")
+    foreign[".hidden-notes"] = b"not a temporary"
+    live = tmp_path / ".out.dtmsi-new-running"
+    live.mkdir()
+    (live / "system.dtb").write_bytes(b"being written")
+    fd = os.open(live, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a compile running beside this one holds it
+        _compile(new_src, out)
+        assert live.is_dir(), "a running compile's staging directory was removed"
+    finally:
+        os.close(fd)
+    assert _state(out, old, new, foreign) == "new"
+    assert not (out / ".system.dtb.k2j_9x0q.tmp").exists()
+    _compile(new_src, out)  # unlocked now: stale
+    assert not live.exists() and _leftovers(out) == [".hidden-notes"]
+
+
+def test_output_directory_is_the_working_directory(tmp_path: Path,
+                                                   refs: tuple[Path, Path, Outputs, Outputs]) -> None:
+    """``cd out && dtmsi compile ../new.msi -o . -M deps.d``: the swap replaces
+    the working directory; the depfile written after it lands in the new one."""
+    old_src, new_src, old, new = refs
+    out, foreign = _prepare(tmp_path, old_src)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run([sys.executable, "-m", "dtmsi", "compile", str(new_src), "-o", ".", "-M", "deps.d"],
+                          cwd=out, env=env, capture_output=True, text=True, check=False, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    depfile = (out / "deps.d").read_bytes()
+    assert depfile != foreign["deps.d"] and b"system.dtb" in depfile and str(new_src).encode() in depfile
+    assert _state(out, old, new, {"deps.d": depfile}) == "new"
+    assert (out / "notes" / "readme").read_bytes() == b"kept\n" and _leftovers(out) == []
