@@ -20,8 +20,7 @@ import fcntl
 import io
 import os
 import re
-import shutil
-import tempfile
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, cast
@@ -72,6 +71,8 @@ def write_if_changed(path: Path, data: bytes) -> bool:
             return False
     except FileNotFoundError:
         pass
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -137,6 +138,18 @@ def _exchange(a: Path, b: Path) -> None:
         raise OSError(err, os.strerror(err), str(a), None, str(b))
 
 
+def _new_directory(parent: Path, prefix: str) -> Path:
+    """A new empty directory ``parent/PREFIX`` + 8 random hex digits, mode 0700
+    (tempfile.mkdtemp, without importing tempfile and random at start-up)."""
+    while True:
+        path = parent / f"{prefix}{os.urandom(4).hex()}"
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        return path
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
@@ -170,6 +183,8 @@ def _remove_tree(path: Path, step: bool = False) -> None:
         entries = list(it)
     for e in sorted(entries, key=lambda e: e.name):
         if e.is_dir(follow_symlinks=False):
+            import shutil
+
             shutil.rmtree(e.path)
         else:
             os.unlink(e.path)
@@ -278,13 +293,13 @@ class Outputs:
         stage: Path | None = None
         if not os.path.ismount(target):
             with contextlib.suppress(PermissionError, OSError):
-                stage = Path(tempfile.mkdtemp(prefix=f".{target.name}{_STAGE_MARK}new-", dir=target.parent))
+                stage = _new_directory(target.parent, f".{target.name}{_STAGE_MARK}new-")
         if stage is None:  # a mount point, or a parent we may not write: stage inside
             self._swap = False
             if not target.exists():
                 target.mkdir()
                 self._made.append(target)
-            stage = Path(tempfile.mkdtemp(prefix=_STAGE_MARK, dir=target))
+            stage = _new_directory(target, _STAGE_MARK)
         self._stage = stage
         self._lock_fd = _lock(stage, wait=True)
         return stage
@@ -367,9 +382,11 @@ class Outputs:
             try:
                 os.link(target / name, kept, follow_symlinks=False)
             except OSError:  # a file system without hard links: a copy with its times
+                import shutil
+
                 shutil.copy2(target / name, kept, follow_symlinks=False)
             _step(f"link {name}")
-        shutil.copymode(target, stage)
+        os.chmod(stage, stat.S_IMODE(os.stat(target).st_mode))
         cwd_inside = _is_cwd(target)
         try:
             _exchange(stage, target)
@@ -381,7 +398,7 @@ class Outputs:
             # No RENAME_EXCHANGE here (NFS, old kernels): two renames. Killed
             # between them, DIR is missing and the next compile puts the old
             # one back, so readers still never see a mixed set.
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}{_STAGE_MARK}old-", dir=target.parent))
+            old = _new_directory(target.parent, f".{target.name}{_STAGE_MARK}old-")
             os.rename(target, old)  # replaces the empty directory just made
             _step("rename old directory")
             os.rename(stage, target)
