@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -115,27 +116,31 @@ def _leftovers(out: Path) -> list[str]:
 
 def _fork_compile(src: Path, out: Path, kill_after: int | None, patch: Callable[[], None] | None = None) -> int:
     """Compile in a forked child; with ``kill_after``, the child SIGKILLs itself
-    right after that step of the writer. Returns the child's wait status. The
-    child counts steps and reports the total on a pipe (for kill_after=None)."""
+    right after that step of the writer. Without, returns the number of steps."""
+    return len(_fork_steps(src, out, kill_after, patch))
+
+
+def _fork_steps(src: Path, out: Path, kill_after: int | None,
+                patch: Callable[[], None] | None = None) -> list[str]:
+    """:func:`_fork_compile`, returning the names of the steps (none if killed)."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
         code = 3
         try:
             os.close(read_end)
-            steps = 0
+            steps: list[str] = []
 
             def hook(what: str) -> None:
-                nonlocal steps
-                steps += 1
-                if steps == kill_after:
+                steps.append(what)
+                if len(steps) == kill_after:
                     os.kill(os.getpid(), signal.SIGKILL)
 
             artifacts.STEP_HOOK = hook
             if patch is not None:
                 patch()
             result = compile_file(CompileOptions(input=src, output_dir=out))
-            os.write(write_end, str(steps).encode())
+            os.write(write_end, "\n".join(steps).encode())
             code = 0 if result.ok else 1
         finally:
             os._exit(code)
@@ -145,10 +150,10 @@ def _fork_compile(src: Path, out: Path, kill_after: int | None, patch: Callable[
         report = fh.read()
     if kill_after is None:
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
-        return int(report)
+        return report.decode().split("\n")
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, \
         f"the compile was not killed at step {kill_after} (status {status})"
-    return status
+    return []
 
 
 @pytest.fixture(scope="module")
@@ -284,30 +289,77 @@ def _cli(src: Path, out: Path) -> subprocess.Popen[bytes]:
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def test_large_compile_killed_at_random_times(tmp_path: Path) -> None:
-    """10k functions through the real command line, SIGKILLed after a seeded
-    random delay, each run compiling towards the set that is not on disk."""
+Big = tuple[dict[str, Path], dict[str, Outputs]]
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory: pytest.TempPathFactory) -> Big:
+    """Two 10k-function inputs (another root ``model``: the trees change, the
+    stubs and allocation.json do not) and their reference compiles."""
+    d = tmp_path_factory.mktemp("big")
     text = generate(10_000, 0)
-    sources = {k: tmp_path / k / "big.msi" for k in "ab"}  # one name: the stubs cite it
+    sources = {k: d / k / "big.msi" for k in "ab"}  # one name: the stubs cite it
     for src in sources.values():
         src.parent.mkdir()
     sources["a"].write_text(text)
     sources["b"].write_text(text.replace('model "dtmsi benchmark machine', 'model "dtmsi benchmark machine B'))
+    refs = {}
+    for k, src in sources.items():
+        _compile(src, d / f"ref-{k}")
+        refs[k] = _files(d / f"ref-{k}")
+    assert refs["a"]["system.dtb"] != refs["b"]["system.dtb"]
+    assert refs["a"]["system_msi.c"] == refs["b"]["system_msi.c"]  # one that must keep its mtime
+    return sources, refs
+
+
+def _start_from(ref: Path, out: Path) -> None:
+    """``out`` holding a copy of a reference compile, every file aged."""
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(ref, out)
+    for p in out.iterdir():
+        os.utime(p, ns=(OLD_NS, OLD_NS))
+
+
+def test_large_compile_killed_inside_the_commit(tmp_path: Path, big: Big) -> None:
+    """The 10k compile killed right after its last hard link (the old set
+    stays), the exchange and the first removal of an old file (the new set)."""
+    sources, refs = big
+    out = tmp_path / "out"
+    _start_from(sources["a"].parent.parent / "ref-a", out)
+    steps = _fork_steps(sources["b"], out, None)
+    assert _files(out) == refs["b"]
+    last = {label.split()[0]: i + 1 for i, label in enumerate(steps)}
+    first_removal = next(i + 1 for i, label in enumerate(steps) if label.startswith("remove"))
+    expect = {last["link"]: "a", last["exchange"]: "b", first_removal: "b"}
+    for n, state in sorted(expect.items()):
+        _start_from(sources["a"].parent.parent / "ref-a", out)
+        _fork_compile(sources["b"], out, n)
+        held = _files(out)
+        assert held in (refs["a"], refs["b"]), f"killed after {steps[n - 1]!r}: a mixed output set"
+        assert held == refs[state], f"killed after {steps[n - 1]!r}: expected the {state} set"
+        assert not [name for name in os.listdir(out) if name.startswith(".")]
+        assert (out / "system_msi.c").stat().st_mtime_ns == OLD_NS
+    _compile(sources["b"], out)
+    assert _files(out) == refs["b"] and _leftovers(out) == []
+    assert (out / "system_msi.c").stat().st_mtime_ns == OLD_NS
+
+
+def test_large_compile_killed_at_random_times(tmp_path: Path, big: Big) -> None:
+    """10k functions through the real command line, SIGKILLed after a seeded
+    random delay, each run compiling towards the set that is not on disk."""
+    sources, refs = big
     out = tmp_path / "out"
     start = time.monotonic()
     proc = _cli(sources["a"], out)
     assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""
     full = time.monotonic() - start
-    _compile(sources["b"], tmp_path / "ref-b")  # the reference compiles: in-process, and the one above
-    refs = {"a": _files(out), "b": _files(tmp_path / "ref-b")}
-    assert refs["a"]["system.dtb"] != refs["b"]["system.dtb"]
-    assert refs["a"]["system_msi.c"] == refs["b"]["system_msi.c"]  # one that must keep its mtime
+    assert _files(out) == refs["a"]
     for p in out.iterdir():
         os.utime(p, ns=(OLD_NS, OLD_NS))
     on_disk = "a"
     rng = random.Random(10_5)
     # Half anywhere in a compile, half near its end, where the commit is.
-    delays = [rng.uniform(0.05, 1.0) * full for _ in range(2)] + [rng.uniform(0.8, 1.05) * full for _ in range(2)]
+    delays = [rng.uniform(0.05, 1.0) * full for _ in range(2)] + [rng.uniform(0.8, 1.05) * full]
     outcomes = []
     for delay in delays:
         target = "b" if on_disk == "a" else "a"
