@@ -8,8 +8,10 @@ compile removes what the killed one left behind and succeeds.
   and SIGKILLs itself after step N, for every N (staged files, hard links,
   the exchange, the removal of the old directory); also with the fallback
   swap (no RENAME_EXCHANGE) and into a directory that does not exist yet.
-* A large compile (10k generated functions, the real CLI in a child process)
-  SIGKILLed at seeded random times, each time towards the other input.
+* A large compile (10k generated functions): killed by the hook inside its
+  commit (after the last link, the exchange, the first removal), and through
+  the real command line in a child process SIGKILLed at seeded random times,
+  each time towards the other input.
 * Leftovers: earlier versions' ``.NAME.XXXXXXXX.tmp`` files go, a staging
   directory whose lock a running compile holds stays; ``-o .`` (the working
   directory is swapped) still puts the depfile into the new directory.
