@@ -51,6 +51,21 @@ def key(*parts: str) -> str:
     return digest.hexdigest()[:32]
 
 
+def code_key(*paths: Path) -> str:
+    """A digest of source files (the code an entry was made by), for keys: a
+    changed dtmsi, in a checkout as much as in a release, misses."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(str(path).encode("utf-8", "surrogateescape") + b"\0")
+        try:
+            digest.update(path.read_bytes())
+        except OSError:
+            digest.update(b"\0missing")
+    return digest.hexdigest()[:32]
+
+
 def read(name: str) -> bytes | None:
     """The entry ``name``, or None if it is missing or unreadable."""
     where = directory()
@@ -62,11 +77,15 @@ def read(name: str) -> bytes | None:
         return None
 
 
-def write(name: str, data: bytes) -> None:
-    """Store entry ``name``; silently nothing if the cache cannot be written."""
+def write(name: str, data: bytes, keep: int | None = None) -> None:
+    """Store entry ``name``; silently nothing if the cache cannot be written.
+    ``keep``: at most that many entries whose names start like this one's
+    (up to its last '-') stay, the most recently written."""
     where = directory()
     if where is None:
         return
+    if keep is not None:
+        _prune(where, name[: name.rfind("-") + 1], keep - 1)
     tmp = where / f".{name}.{os.getpid()}.tmp"
     try:
         tmp.write_bytes(data)
@@ -74,3 +93,11 @@ def write(name: str, data: bytes) -> None:
     except OSError:
         with contextlib.suppress(OSError):
             tmp.unlink()
+
+
+def _prune(where: Path, prefix: str, keep: int) -> None:
+    with contextlib.suppress(OSError):
+        entries = [p for p in where.iterdir() if p.name.startswith(prefix)]
+        entries.sort(key=lambda p: p.stat().st_mtime_ns)
+        for old in entries[: max(0, len(entries) - keep)]:
+            old.unlink()

@@ -15,7 +15,9 @@ once resolved), and the device trees are written as they are made, so a
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +29,7 @@ from dtmsi.model import Machine
 
 if TYPE_CHECKING:
     from dtmsi.alloc import AllocationResult
+    from dtmsi.devicetree.tree import Tree
 from dtmsi.options import CompileOptions
 from dtmsi.source import BUILTIN, SourceFile, Span
 
@@ -136,8 +139,6 @@ def _input_span(options: CompileOptions) -> Span:
 
 def _load_base(machine: Machine, options: CompileOptions, sink: DiagnosticSink):  # type: ignore[no-untyped-def]
     """Read the platform's base device tree (.dts or .dtb), if it names one."""
-    from dtmsi.devicetree.tree import Tree
-
     pl = machine.platform
     if pl.base is None:
         return None
@@ -154,7 +155,7 @@ def _load_base(machine: Machine, options: CompileOptions, sink: DiagnosticSink):
         if data[:4] == b"\xd0\x0d\xfe\xed":
             tree: Tree = basetree.read_dtb(data)
         else:
-            tree = basetree.parse_dts(data.decode("utf-8"), str(path), base_dir=path.parent)
+            tree = _read_base_dts(data.decode("utf-8"), path)
     except basetree.BaseTreeError as e:
         where = f"{e.filename}:{e.line}:{e.column}: " if getattr(e, "line", None) else ""
         sink.report(C.BASE_TREE, pl.base_span, f"base tree '{pl.base}' cannot be read: {where}{e.message}")
@@ -163,3 +164,45 @@ def _load_base(machine: Machine, options: CompileOptions, sink: DiagnosticSink):
         sink.report(C.BASE_TREE, pl.base_span, f"base tree '{pl.base}' cannot be read: {e}")
         return None
     return tree
+
+
+def _read_base_dts(text: str, path: Path) -> Tree:
+    """``basetree.parse_dts``, its result kept in dtmsi's cache: for a small
+    board, reading the base DTS (importing lark, loading its tables, the
+    parse) was a third of the compile. Only a file that includes nothing is
+    kept, under a key made of its text, its name and the source of the code
+    that reads it, so that an edit to either is a miss."""
+    import pickle
+
+    from dtmsi import cache
+    from dtmsi.devicetree import basetree
+    from dtmsi.devicetree import tree as trees
+    from dtmsi.resources import data_dir
+
+    if "/include/" in text or "/incbin/" in text:
+        return basetree.parse_dts(text, str(path), base_dir=path.parent)
+    code = [*sorted(Path(basetree.__file__).parent.glob("*.py")), data_dir("grammars") / "dts.lark"]
+    name = f"base-dts-{cache.key(text, str(path), cache.code_key(*code), _lark_stamp())}.pickle"
+    saved = cache.read(name)
+    if saved is not None:
+        with contextlib.suppress(Exception):  # a damaged entry: read the file again
+            tree = pickle.loads(saved)
+            if isinstance(tree, trees.Tree):
+                return tree
+    tree = basetree.parse_dts(text, str(path), base_dir=path.parent)
+    cache.write(name, pickle.dumps(tree, protocol=pickle.HIGHEST_PROTOCOL), keep=64)
+    return tree
+
+
+def _lark_stamp() -> str:
+    """Which lark is installed, without importing it (that is what is saved)."""
+    from importlib.machinery import PathFinder
+
+    spec = PathFinder.find_spec("lark")
+    if spec is None or spec.origin is None:
+        return "no lark"
+    try:
+        st = os.stat(spec.origin)
+    except OSError:
+        return spec.origin
+    return f"{spec.origin}:{st.st_size}:{st.st_mtime_ns}"

@@ -1,10 +1,13 @@
 """Start-up (issue 11 point 7): what a small compile does not redo or import.
 
-* dtmsi's cache (``dtmsi/cache.py``) keeps the base-tree parser's tables and
-  the stub templates' compiled code: with it warm, a compile neither builds
-  the LALR parser nor compiles a template (hooks that fail if either happens;
-  the same hooks fail with the cache off, so they can fail), and every output
-  is byte-identical with the cache off, cold, warm, damaged or unwritable.
+* dtmsi's cache (``dtmsi/cache.py``) keeps a base DTS as read (when it
+  includes nothing), the base-tree parser's tables and the stub templates'
+  compiled code: with it warm, a compile does not even import lark, nor
+  compile a template (hooks that fail if either happens; the same hooks fail
+  with the cache off, so they can fail), and every output is byte-identical
+  with the cache off, cold, warm, damaged or unwritable.
+* A base DTS that includes a file is read afresh: an edit to the included
+  file shows in the output.
 * A base tree with a syntax error reads the same with a cached parser.
 * Jinja is imported only when a stub is emitted.
 * ``python -m bench.startup`` runs and prints its figures.
@@ -16,6 +19,7 @@ are in the README's measured section, from ``bench/startup.py``.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +34,13 @@ import lark, jinja2.environment
 def built(*a, **k): raise RuntimeError("the LALR parser was built")
 def compiled(*a, **k): raise RuntimeError("a template was compiled")
 lark.Lark._build_parser = built
+jinja2.environment.Environment._compile = compiled
+"""
+# Fail if lark is imported at all (a base DTS read from the cache needs none).
+NO_LARK = """
+import sys, jinja2.environment
+sys.modules["lark"] = None
+def compiled(*a, **k): raise RuntimeError("a template was compiled")
 jinja2.environment.Environment._compile = compiled
 """
 
@@ -60,14 +71,18 @@ def test_the_cache_changes_no_output_and_is_used(tmp_path: Path) -> None:
     compile_with("off", "")
     compile_with("cold", cache)
     entries = sorted(p.name for p in cache.iterdir())
-    assert len(entries) == 2 and entries[0].startswith("dts-parser-") and entries[1].startswith("templates-jinja")
-    assert len(list((cache / entries[1]).iterdir())) == 3  # msi.h, msi.c, msi.py
-    compile_with("warm", cache, NOTHING_BUILT)
-    parser = cache / entries[0]
+    assert [e.rsplit("-", 1)[0] for e in entries] == ["base-dts", "dts-parser", "templates"], entries
+    base, parser = cache / entries[0], cache / entries[1]
+    assert len(list((cache / entries[2]).iterdir())) == 3  # msi.h, msi.c, msi.py
+    compile_with("warm", cache, NO_LARK)
+    base.write_bytes(b"not a pickle")  # damaged: read again, and stored again
+    compile_with("damaged tree", cache, NOTHING_BUILT)
+    assert base.read_bytes() != b"not a pickle"
+    base.unlink()
     parser.write_bytes(b"not a pickle")  # damaged: built again, and stored again
-    compile_with("damaged", cache)
-    assert parser.read_bytes() != b"not a pickle"
-    compile_with("damaged-then-warm", cache, NOTHING_BUILT)
+    compile_with("damaged parser", cache)
+    assert parser.read_bytes() != b"not a pickle" and base.exists()
+    compile_with("damaged-then-warm", cache, NO_LARK)
     blocked = tmp_path / "a-file"
     blocked.write_text("in the way of the cache directory")
     compile_with("unwritable", blocked)
@@ -78,9 +93,25 @@ def test_the_cache_changes_no_output_and_is_used(tmp_path: Path) -> None:
 
 def test_the_hooks_fail_when_the_cache_is_off(tmp_path: Path) -> None:
     """The negative control of the test above: without a cache, the same
-    hooks see the parser built."""
+    hooks see the parser built and lark imported."""
     proc = dtmsi("compile", EXAMPLE, "-o", tmp_path / "out", "--debug", cache="", prelude=NOTHING_BUILT)
     assert proc.returncode != 0 and "the LALR parser was built" in proc.stderr
+    proc = dtmsi("compile", EXAMPLE, "-o", tmp_path / "out2", "--debug", cache="", prelude=NO_LARK)
+    assert proc.returncode != 0 and "ModuleNotFoundError" in proc.stderr and "lark" in proc.stderr
+
+
+def test_a_base_tree_that_includes_a_file_is_read_afresh(tmp_path: Path) -> None:
+    case = tmp_path / "case"
+    shutil.copytree(EXAMPLE.parent, case)
+    base = case / "qemu-virt-base.dts"
+    base.write_text(base.read_text() + '\n/include/ "marker.dtsi"\n')
+    cache = tmp_path / "cache"
+    for marker in ("first", "second"):
+        (case / "marker.dtsi").write_text(f'/ {{ dtmsi-test-marker = "{marker}"; }};\n')
+        proc = dtmsi("compile", case / EXAMPLE.name, "-o", tmp_path / "out", cache=cache)
+        assert proc.returncode == 0, proc.stderr
+        assert f'dtmsi-test-marker = "{marker}";' in (tmp_path / "out" / "system.dts").read_text()
+    assert not list(cache.glob("base-dts-*"))
 
 
 def test_a_cached_parser_reports_base_tree_errors_alike(tmp_path: Path) -> None:
