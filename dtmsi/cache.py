@@ -39,15 +39,16 @@ def directory() -> Path | None:
     return path
 
 
-def key(*parts: str) -> str:
+def key(*parts: str | bytes) -> str:
     """A file-name-safe digest of what an entry is built from (and of the
     dtmsi and Python versions, which every entry depends on)."""
     import hashlib
 
     digest = hashlib.sha256()
     for part in (__version__, sys.version, *parts):
-        digest.update(part.encode("utf-8"))
-        digest.update(b"\0")
+        data = part if isinstance(part, bytes) else part.encode("utf-8", "surrogateescape")
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
     return digest.hexdigest()[:32]
 
 

@@ -149,13 +149,20 @@ def _load_base(machine: Machine, options: CompileOptions, sink: DiagnosticSink):
     except OSError as e:
         sink.report(C.BASE_TREE, pl.base_span, f"cannot read base tree '{pl.base}': {e.strerror}")
         return None
+    entry = _base_entry(data, path)
+    if entry is not None:
+        cached = _cached_base(entry)
+        if cached is not None:
+            return cached
     from dtmsi.devicetree import basetree
 
     try:
-        if data[:4] == b"\xd0\x0d\xfe\xed":
+        if data[:4] == _DTB_MAGIC:
             tree: Tree = basetree.read_dtb(data)
         else:
-            tree = _read_base_dts(data.decode("utf-8"), path)
+            tree = basetree.parse_dts(data.decode("utf-8"), str(path), base_dir=path.parent)
+            if entry is not None:
+                _remember_base(entry, tree)
     except basetree.BaseTreeError as e:
         where = f"{e.filename}:{e.line}:{e.column}: " if getattr(e, "line", None) else ""
         sink.report(C.BASE_TREE, pl.base_span, f"base tree '{pl.base}' cannot be read: {where}{e.message}")
@@ -166,32 +173,49 @@ def _load_base(machine: Machine, options: CompileOptions, sink: DiagnosticSink):
     return tree
 
 
-def _read_base_dts(text: str, path: Path) -> Tree:
-    """``basetree.parse_dts``, its result kept in dtmsi's cache: for a small
-    board, reading the base DTS (importing lark, loading its tables, the
-    parse) was a third of the compile. Only a file that includes nothing is
-    kept, under a key made of its text, its name and the source of the code
-    that reads it, so that an edit to either is a miss."""
-    import pickle
+# A base DTS as read is kept in dtmsi's cache (dtmsi/cache.py): for a small
+# board, reading it (importing lark, loading its tables, the parse) was a
+# third of the compile. A DTB is quick to read and not kept.
+_DTB_MAGIC = b"\xd0\x0d\xfe\xed"
 
+
+def _base_entry(data: bytes, path: Path) -> str | None:
+    """The cache entry for base file ``data``, or None if it is not to be kept:
+    a DTB, or a DTS that includes files (an edit to one would be missed). The
+    key is the file's bytes and name and the source of the code that reads it
+    (dtmsi's device-tree reader and its grammar, lark's install), so that an
+    edit to any of them is a miss."""
+    if data[:4] == _DTB_MAGIC or b"/include/" in data or b"/incbin/" in data:
+        return None
     from dtmsi import cache
-    from dtmsi.devicetree import basetree
     from dtmsi.devicetree import tree as trees
     from dtmsi.resources import data_dir
 
-    if "/include/" in text or "/incbin/" in text:
-        return basetree.parse_dts(text, str(path), base_dir=path.parent)
-    code = [*sorted(Path(basetree.__file__).parent.glob("*.py")), data_dir("grammars") / "dts.lark"]
-    name = f"base-dts-{cache.key(text, str(path), cache.code_key(*code), _lark_stamp())}.pickle"
-    saved = cache.read(name)
+    code = [*sorted(Path(trees.__file__).parent.glob("*.py")), data_dir("grammars") / "dts.lark"]
+    return f"base-dts-{cache.key(data, str(path), cache.code_key(*code), _lark_stamp())}.pickle"
+
+
+def _cached_base(entry: str) -> Tree | None:
+    import pickle
+
+    from dtmsi import cache
+    from dtmsi.devicetree import tree as trees
+
+    saved = cache.read(entry)
     if saved is not None:
         with contextlib.suppress(Exception):  # a damaged entry: read the file again
             tree = pickle.loads(saved)
             if isinstance(tree, trees.Tree):
                 return tree
-    tree = basetree.parse_dts(text, str(path), base_dir=path.parent)
-    cache.write(name, pickle.dumps(tree, protocol=pickle.HIGHEST_PROTOCOL), keep=64)
-    return tree
+    return None
+
+
+def _remember_base(entry: str, tree: Tree) -> None:
+    import pickle
+
+    from dtmsi import cache
+
+    cache.write(entry, pickle.dumps(tree, protocol=pickle.HIGHEST_PROTOCOL), keep=64)
 
 
 def _lark_stamp() -> str:
