@@ -426,3 +426,17 @@ def test_output_directory_is_the_working_directory(tmp_path: Path,
     assert depfile != foreign["deps.d"] and b"system.dtb" in depfile and str(new_src).encode() in depfile
     assert _state(out, old, new, {"deps.d": depfile}) == "new"
     assert (out / "notes" / "readme").read_bytes() == b"kept\n" and _leftovers(out) == []
+
+
+def test_a_symlinked_output_directory_stays_a_symlink(tmp_path: Path,
+                                                      refs: tuple[Path, Path, Outputs, Outputs]) -> None:
+    """``out -> elsewhere/real``: the real directory is the one swapped, beside
+    itself; the link is left as the user made it."""
+    old_src, new_src, old, new = refs
+    real, _ = _prepare(tmp_path / "elsewhere", old_src)
+    link = tmp_path / "out"
+    link.symlink_to(real)
+    _compile(new_src, link)
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert _state(real, old, new, {"deps.d": b"out/system.dtb: old.msi\n"}) == "new"
+    assert _leftovers(real) == [] and sorted(os.listdir(tmp_path)) == ["elsewhere", "out"]
