@@ -3,8 +3,9 @@
     lower (parse) -> resolve -> checks -> base tree -> backends -> commit
 
 The backends write into staged files (dtmsi.artifacts.Outputs), which reach
-their names only at ``commit``: a failed compile writes nothing visible and
-leaves existing outputs untouched.
+their names only at ``commit``, all in one step: a failed compile writes
+nothing visible and leaves existing outputs untouched, and a killed one leaves
+the old set or the new set.
 
 Memory: each phase lets go of its input once the next has what it needs (the
 tokens of a statement once parsed, its syntax once lowered, the declarations
@@ -14,6 +15,7 @@ once resolved), and the device trees are written as they are made, so a
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 from collections.abc import Callable
@@ -28,6 +30,7 @@ from dtmsi.model import Machine
 
 if TYPE_CHECKING:
     from dtmsi.alloc import AllocationResult
+    from dtmsi.devicetree.tree import Tree
 from dtmsi.options import CompileOptions
 from dtmsi.source import BUILTIN, STDIN_NAME, SourceFile, Span, find_include
 
@@ -172,8 +175,6 @@ def _base_path(machine: Machine, options: CompileOptions) -> Path:
 
 def _load_base(machine: Machine, options: CompileOptions, sink: DiagnosticSink):  # type: ignore[no-untyped-def]
     """Read the platform's base device tree (.dts or .dtb), if it names one."""
-    from dtmsi.devicetree.tree import Tree
-
     pl = machine.platform
     if pl.base is None:
         return None
@@ -184,21 +185,86 @@ def _load_base(machine: Machine, options: CompileOptions, sink: DiagnosticSink):
     except OSError as e:
         sink.report(C.BASE_TREE, pl.base_span, f"cannot read base tree '{pl.base}': {e.strerror}")
         return None
-    from dtmsi.devicetree import basetree
+    entry = _base_entry(data, path)
+    tree = _cached_base(entry) if entry is not None else None
+    if tree is None:
+        from dtmsi.devicetree import basetree
 
-    try:
-        if data[:4] == b"\xd0\x0d\xfe\xed":
-            tree: Tree = basetree.read_dtb(data)
-        else:
-            tree = basetree.parse_dts(data.decode("utf-8"), str(path), base_dir=path.parent)
-    except basetree.BaseTreeError as e:
-        where = f"{e.filename}:{e.line}:{e.column}: " if getattr(e, "line", None) else ""
-        sink.report(C.BASE_TREE, pl.base_span, f"base tree '{pl.base}' cannot be read: {where}{e.message}")
-        return None
-    except (UnicodeDecodeError, ValueError) as e:
-        sink.report(C.BASE_TREE, pl.base_span, f"base tree '{pl.base}' cannot be read: {e}")
-        return None
+        try:
+            if data[:4] == _DTB_MAGIC:
+                tree = basetree.read_dtb(data)
+            else:
+                tree = basetree.parse_dts(data.decode("utf-8"), str(path), base_dir=path.parent)
+                if entry is not None:
+                    _remember_base(entry, tree)
+        except basetree.BaseTreeError as e:
+            where = f"{e.filename}:{e.line}:{e.column}: " if getattr(e, "line", None) else ""
+            sink.report(C.BASE_TREE, pl.base_span, f"base tree '{pl.base}' cannot be read: {where}{e.message}")
+            return None
+        except (UnicodeDecodeError, ValueError) as e:
+            sink.report(C.BASE_TREE, pl.base_span, f"base tree '{pl.base}' cannot be read: {e}")
+            return None
     from dtmsi.devicetree.basecheck import check_base_tree
 
-    check_base_tree(path, os.path.normpath(path), data[:4] == b"\xd0\x0d\xfe\xed", pl.base_span, sink)
+    # dtc's own warnings about the base (W930), whether the tree came from the cache or not
+    check_base_tree(path, os.path.normpath(path), data[:4] == _DTB_MAGIC, pl.base_span, sink)
     return tree
+
+
+# A base DTS as read is kept in dtmsi's cache (dtmsi/cache.py): for a small
+# board, reading it (importing lark, loading its tables, the parse) was a
+# third of the compile. A DTB is quick to read and not kept.
+_DTB_MAGIC = b"\xd0\x0d\xfe\xed"
+
+
+def _base_entry(data: bytes, path: Path) -> str | None:
+    """The cache entry for base file ``data``, or None if it is not to be kept:
+    a DTB, or a DTS that includes files (an edit to one would be missed). The
+    key is the file's bytes and name and the source of the code that reads it
+    (dtmsi's device-tree reader and its grammar, lark's install), so that an
+    edit to any of them is a miss."""
+    if data[:4] == _DTB_MAGIC or b"/include/" in data or b"/incbin/" in data:
+        return None
+    from dtmsi import cache
+    from dtmsi.devicetree import tree as trees
+    from dtmsi.resources import data_dir
+
+    code = [*sorted(Path(trees.__file__).parent.glob("*.py")), data_dir("grammars") / "dts.lark"]
+    return f"base-dts-{cache.key(data, str(path), cache.code_key(*code), _lark_stamp())}.pickle"
+
+
+def _cached_base(entry: str) -> Tree | None:
+    import pickle
+
+    from dtmsi import cache
+    from dtmsi.devicetree import tree as trees
+
+    saved = cache.read(entry)
+    if saved is not None:
+        with contextlib.suppress(Exception):  # a damaged entry: read the file again
+            tree = pickle.loads(saved)
+            if isinstance(tree, trees.Tree):
+                return tree
+    return None
+
+
+def _remember_base(entry: str, tree: Tree) -> None:
+    import pickle
+
+    from dtmsi import cache
+
+    cache.write(entry, pickle.dumps(tree, protocol=pickle.HIGHEST_PROTOCOL), keep=64)
+
+
+def _lark_stamp() -> str:
+    """Which lark is installed, without importing it (that is what is saved)."""
+    from importlib.machinery import PathFinder
+
+    spec = PathFinder.find_spec("lark")
+    if spec is None or spec.origin is None:
+        return "no lark"
+    try:
+        st = os.stat(spec.origin)
+    except OSError:
+        return spec.origin
+    return f"{spec.origin}:{st.st_size}:{st.st_mtime_ns}"

@@ -59,13 +59,14 @@ def test_a_blocked_name_commits_nothing(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path)) == ["a", "b"]
 
 
-def test_discard_removes_staged_files_and_the_directory_it_made(tmp_path: Path) -> None:
+def test_discard_removes_staged_files_and_the_directories_it_made(tmp_path: Path) -> None:
     out = tmp_path / "new" / "out"
     outputs = Outputs(out)
     _write(outputs, "a", b"x" * 100_000)
-    assert len(os.listdir(out)) == 1
+    assert not out.exists()  # staged beside it, in a directory made for the purpose
+    assert [n.startswith(".out.dtmsi-new-") for n in os.listdir(out.parent)] == [True]
     outputs.discard()
-    assert not out.exists()
+    assert not (tmp_path / "new").exists()
 
 
 def test_memory_outputs_without_a_directory() -> None:

@@ -3,8 +3,6 @@ and with a base tree, on request, the overlays ``system.dtbo`` / ``<partition>.d
 
 from __future__ import annotations
 
-import copy
-
 from dtmsi import codes as C
 from dtmsi.alloc import AllocationResult
 from dtmsi.artifacts import Outputs
@@ -105,7 +103,7 @@ def build_tree(
     if base is not None:
         from dtmsi.devicetree.merge import merge_into
 
-        tree = merge_into(copy.deepcopy(base), ours.root)
+        tree = merge_into(base, ours.root)  # a copy: the base tree serves every partition
         tree.header_comment = ours.header_comment
     else:
         tree = ours

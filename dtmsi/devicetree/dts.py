@@ -26,12 +26,23 @@ from .tree import Bytes, Cell, Cells, Chunk, Node, PathRef, Property, Ref, Str, 
 _LONG_LINE = 100
 
 
+class _NumberText(dict[Cell, str]):
+    """Text of cell values, remembered for the 16-bit ones: most cells are
+    small, and a dict lookup is far cheaper than formatting each one. Filled
+    as values are met: all 65,536 up front cost 20 ms, a tenth of a small
+    compile."""
+
+    def __missing__(self, v: Cell) -> str:
+        assert isinstance(v, int)  # references are written before numbers are looked up
+        text = str(v) if 0 <= v < 10 else hex(v)
+        if 0 <= v < 0x10000:
+            self[v] = text
+        return text
+
+
 @cache
-def _small_numbers() -> dict[Cell, str]:
-    """Text of every 16-bit value: most cells are small, and a dict lookup is
-    far cheaper than formatting each one."""
-    table: dict[Cell, str] = {v: (str(v) if v < 10 else hex(v)) for v in range(0x10000)}
-    return table
+def _small_numbers() -> _NumberText:
+    return _NumberText()
 
 
 def _ref_text(target: str) -> str:
@@ -123,7 +134,7 @@ def _property_lines(prop: Property, indent: str, depth: int, out: list[str]) -> 
     if not prop.chunks:
         body = [head + ";"]
     else:
-        small_get = _small_numbers().get
+        small_get = _small_numbers().__getitem__
         texts = [_chunk_text(c, small_get) for c in prop.chunks]
         chunk_comments = prop.chunk_comments
         has_chunk_comments = bool(chunk_comments) and any(c is not None for c in chunk_comments)
@@ -193,7 +204,7 @@ def _property_text(prop: Property, inner: str, depth: int, out: list[str]) -> No
     if prop.comment is not None or prop.labels or prop.chunk_comments:
         _property_lines(prop, inner, depth + 1, out)
         return
-    small_get = _small_numbers().get
+    small_get = _small_numbers().__getitem__
     name = prop.name
     if len(chunks) == 1:
         chunk = chunks[0]
