@@ -328,6 +328,25 @@ class Outputs:
         with self.open(name) as fh:
             fh.write(data)
 
+    # A forked worker (dtmsi.backends.worker) writes into the same place and
+    # hands back what it staged: prepare() before the fork, mark() and
+    # since() in the worker, adopt() in the parent.
+
+    def prepare(self) -> None:
+        """Make the staging directory now (as the first :meth:`open` would)."""
+        if self.directory is not None:
+            self._staging_directory()
+
+    def mark(self) -> tuple[int, int]:
+        return len(self.staged), len(self.artifacts)
+
+    def since(self, mark: tuple[int, int]) -> tuple[list[str], list[Artifact]]:
+        return self.staged[mark[0]:], self.artifacts[mark[1]:]
+
+    def adopt(self, taken: tuple[list[str], list[Artifact]]) -> None:
+        self.staged.extend(taken[0])
+        self.artifacts.extend(taken[1])
+
     def commit(self) -> list[Path]:
         """Make every staged file visible at once; the paths that changed."""
         if self._stage is None:
