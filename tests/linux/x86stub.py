@@ -273,6 +273,10 @@ def judge_apic_deliveries(
 # --------------------------------------------------------------------------
 
 
+_BROUGHT_UP_RE = re.compile(r"smp: Brought up \d+ nodes?, (\d+) CPUs?")
+_NO_HANDLER_RE = re.compile(r"__common_interrupt: (\d+)\.(\d+) No irq handler for vector")
+
+
 @dataclass(frozen=True)
 class X86StubRun:
     build: StubBuild
@@ -286,11 +290,26 @@ class X86StubRun:
     def planned(self) -> tuple[PlannedApicMessage, ...]:
         return planned_apic_messages(self.build.allocation)
 
+    @property
+    def cpus_online(self) -> int | None:
+        """CPUs the guest kernel brought up ("smp: Brought up 1 node, 2 CPUs")."""
+        m = _BROUGHT_UP_RE.search(self.report.dmesg)
+        return int(m.group(1)) if m else None
+
+    @property
+    def arrivals(self) -> tuple[tuple[int, int], ...]:
+        """(CPU, vector) of every interrupt the guest kernel took on a vector
+        no irq of its own owns, in log order: Linux logs
+        "__common_interrupt: CPU.VECTOR No irq handler for vector"
+        (arch/x86/kernel/irq.c; rate-limited to 10 in 5 s)."""
+        return tuple((int(c), int(v)) for c, v in _NO_HANDLER_RE.findall(self.report.dmesg))
+
     def summary(self) -> str:
         """For assertion messages: the verdict, the stub's output, the deliveries."""
         return "\n".join(
             [
                 *(f"problem: {p}" for p in self.problems),
+                f"guest CPUs online: {self.cpus_online} of {self.cpus}; arrivals (CPU, vector): {list(self.arrivals)}",
                 "--- stub output ---",
                 self.output.text.rstrip(),
                 "--- planned ---",
