@@ -17,8 +17,6 @@ APIC makes of an MSI (``x86stub.py``).
 Public API::
 
     guest = ensure_guest(cache_dir)            # download + build once, cached
-    x86 = ensure_guest(cache_dir, arch=AMD64)  # the amd64 guest, under cache_dir/amd64
-    report = boot(x86, None, ["edu,addr=04.0"], smp=2)
     report = boot(guest, dtb, ["virtio-net-pci,addr=01.0", "nvme,serial=x,addr=03.0"])
     fn = report.function("00:01.0")
     fn.msi_mode, fn.vectors, fn.delivered, fn.its_device_ids
@@ -27,6 +25,9 @@ Public API::
     extra = initramfs_overlay({"dtmsi-stub/run.sh": script}, executables=["dtmsi-stub/run.sh"])
     report = boot(guest, dtb, devices, extra_initrd=extra, trace_events=["pci_cfg_write"])
     report.sections["stub"], report.trace
+    # the amd64 guest on q35, under cache_dir/amd64; no DTB:
+    x86 = ensure_guest(cache_dir, arch=AMD64)
+    x86_report = boot(x86, None, ["edu,addr=04.0"], smp=2)
 
 Everything runs as subprocesses with explicit time limits; a missing tool is
 a :class:`HarnessError` naming the Debian package to install.
