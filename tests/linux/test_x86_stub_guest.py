@@ -45,6 +45,8 @@ from .x86stub import (
 DEVICES = ("e1000e,addr=02.0", "edu,addr=04.0")
 NIC, EDU = "0000:00:02.0", "0000:00:04.0"
 CPUS = 2  # -smp, and the platform's "cpus 2"
+#: The x86-apic controller's "vectors 0xd0..0xdf": no Linux irq owns them in this guest.
+STUB_VECTORS = range(0xD0, 0xE0)
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +81,7 @@ def test_the_plan_spreads_the_vectors_over_both_cpus(good_build: StubBuild) -> N
     ]
     for p in planned:  # fixed, edge, physical destination, no redirection hint
         assert (p.address, p.data) == (0xFEE0_0000 | p.fields.dest << 12, p.fields.vector)
+        assert p.fields.vector in STUB_VECTORS
     mechanisms = {f["bdf"]: f["mechanism"] for f in good_build.allocation["functions"]}
     assert mechanisms == {NIC: "msix", EDU: "msi"}
 
@@ -139,9 +142,12 @@ def test_the_guest_runs_on_both_cpus(good_run: X86StubRun) -> None:
 def test_each_message_reached_its_cpu_with_its_vector(good_run: X86StubRun) -> None:
     """Delivered, not just sent: the guest's kernel took each shot on the
     planned CPU (q35 numbers APIC IDs like CPUs) and vector, which no Linux
-    irq owns there, and said so."""
+    irq owns there, and said so.  Only the stub's vector range counts: Linux
+    logs the same line for a vector of its own that arrives after the irq
+    moved to another vector, which is none of the stub's doing."""
     planned = sorted((p.fields.dest, p.fields.vector) for p in good_run.planned)
-    assert sorted(good_run.arrivals) == planned, good_run.summary()
+    ours = sorted((cpu, vector) for cpu, vector in good_run.arrivals if vector in STUB_VECTORS)
+    assert ours == planned, good_run.summary()
 
 
 @pytest.mark.linux
@@ -184,6 +190,9 @@ def test_a_stub_from_a_wrong_plan_fails_the_check(
     assert run.problems, run.summary()
     assert any(expect in p for p in run.problems), run.summary()
     assert any("never delivered" in p for p in run.problems), run.summary()
+    # The guest's kernel, too, took other CPU/vector pairs than the plan's.
+    ours = sorted((cpu, vector) for cpu, vector in run.arrivals if vector in STUB_VECTORS)
+    assert ours and ours != sorted((p.fields.dest, p.fields.vector) for p in run.planned), run.summary()
 
 
 # --------------------------------------------------------------------------
