@@ -36,6 +36,7 @@ ALL: tuple[Check, ...] = (
     msi.msi_map_coverage,
     msi.device_id_collisions,
     msi.fsl_available_ranges,
+    msi.x86_vectors,
     partitions.function_ownership,
     partitions.pe_membership,
     partitions.papr_platform,

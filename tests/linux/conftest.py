@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .guest import AMD64, Guest, ensure_guest
+from .guest import Guest, ensure_guest
 
 
 def guest_cache_dir() -> Path:
@@ -26,10 +26,3 @@ def guest() -> Guest:
     archive is an error, never a skip.
     """
     return ensure_guest(guest_cache_dir())
-
-
-@pytest.fixture(scope="session")
-def x86_guest() -> Guest:
-    """Debian's current bookworm amd64 kernel with the same initramfs, for
-    QEMU's q35 (under ``<cache>/amd64``)."""
-    return ensure_guest(guest_cache_dir(), arch=AMD64)

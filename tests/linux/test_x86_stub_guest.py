@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from .guest import Guest, HarnessError, unpack_bzimage
+from .conftest import guest_cache_dir
+from .guest import AMD64, Guest, HarnessError, ensure_guest, unpack_bzimage
 from .stubguest import StubBuild
 from .x86stub import (
     X86_STUB_MSI,
@@ -47,6 +48,13 @@ NIC, EDU = "0000:00:02.0", "0000:00:04.0"
 CPUS = 2  # -smp, and the platform's "cpus 2"
 #: The x86-apic controller's "vectors 0xd0..0xdf": no Linux irq owns them in this guest.
 STUB_VECTORS = range(0xD0, 0xE0)
+
+
+@pytest.fixture(scope="module")
+def x86_guest() -> Guest:
+    """Debian's current bookworm amd64 kernel with the tests/linux initramfs,
+    for QEMU's q35 (under ``<cache>/amd64``); built once, cached."""
+    return ensure_guest(guest_cache_dir(), arch=AMD64)
 
 
 @pytest.fixture(scope="module")
