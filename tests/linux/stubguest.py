@@ -14,7 +14,9 @@ and every config write (``pci_cfg_write``, for the marker).
 
 :func:`judge_its_writes` is the oracle: after the marker, QEMU must have seen
 each planned (DeviceID, EventID) of ``allocation.json`` exactly once and
-nothing else.
+nothing else.  ``x86stub.py`` runs the same program, built natively
+(``build_stub(..., cc="gcc")``), in the amd64 guest on q35 and judges QEMU's
+local APICs instead (:func:`boot_stub` is the boot both share).
 
 Public API::
 
