@@ -38,6 +38,7 @@ ALL: tuple[Check, ...] = (
     msi.msi_capability,
     msi.msix_capability,
     msi.capability_offsets,
+    msi.x86_vectors,
     msi.msi_map_shape,
     msi.msi_map_coverage,
     msi.device_id_collisions,

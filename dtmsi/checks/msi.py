@@ -166,6 +166,27 @@ def capability_offsets(machine: Machine, report: Report) -> None:
                 )
 
 
+def x86_vectors(machine: Machine, report: Report) -> None:
+    """An x86 MSI carries its vector in data bits 7:0, next to the delivery mode
+    in bits 10:8 (Intel SDM vol. 3, 11.11.2), and vectors 0..31 belong to the
+    processor's exceptions (SDM vol. 3, 6.2; a local APIC treats 0..15 as
+    illegal, 11.5.2): an x86-apic 'vectors' range lies within 0x20..0xff.
+    A vector above 0xff would not fit the data's vector field; its high bits
+    would become the delivery mode and the message another vector.
+    """
+    for c in machine.controllers:
+        if c.kind != "x86-apic" or c.vectors is None or c.span is None:
+            continue
+        lo, hi = c.vectors
+        if lo < 0x20 or hi > 0xFF:
+            report(
+                C.BAD_VALUE,
+                c.span,
+                f"x86-apic '{c.name}' hands out vectors {lo:#x}..{hi:#x}; an x86 MSI vector is 0x20..0xff",
+                hint="the data holds 8 bits of vector, and vectors 0..0x1f are the processor's exceptions",
+            )
+
+
 def msi_map_shape(machine: Machine, report: Report) -> None:
     """msi-map entries: target has #msi-cells = <1>; rid-base inside msi-map-mask;
     overlapping entries (Linux takes the first silently); msi-map-mask needs msi-map;

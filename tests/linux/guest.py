@@ -10,6 +10,10 @@ INTx line, the MSI-X table as the kernel programmed it and config space.
 QEMU's own ITS trace adds the DeviceID the guest mapped for every LPI and the
 MSI writes each requester ID made.
 
+The same harness boots Debian's amd64 kernel on QEMU's ``q35`` (``arch=AMD64``:
+no DTB, the firmware's ACPI tables describe the machine), for what the x86
+APIC makes of an MSI (``x86stub.py``).
+
 Public API::
 
     guest = ensure_guest(cache_dir)            # download + build once, cached
@@ -21,6 +25,9 @@ Public API::
     extra = initramfs_overlay({"dtmsi-stub/run.sh": script}, executables=["dtmsi-stub/run.sh"])
     report = boot(guest, dtb, devices, extra_initrd=extra, trace_events=["pci_cfg_write"])
     report.sections["stub"], report.trace
+    # the amd64 guest on q35, under cache_dir/amd64; no DTB:
+    x86 = ensure_guest(cache_dir, arch=AMD64)
+    x86_report = boot(x86, None, ["edu,addr=04.0"], smp=2)
 
 Everything runs as subprocesses with explicit time limits; a missing tool is
 a :class:`HarnessError` naming the Debian package to install.
@@ -34,6 +41,7 @@ import fcntl
 import gzip
 import hashlib
 import json
+import lzma
 import os
 import re
 import shutil
@@ -42,17 +50,21 @@ import subprocess
 import tempfile
 import time
 import warnings
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 __all__ = [
+    "AMD64",
+    "ARM64",
     "DEFAULT_MACHINE",
     "DEFAULT_MODULES",
     "BootReport",
     "FunctionReport",
     "Guest",
+    "GuestArch",
     "GuestBootError",
     "GuestOptions",
     "HarnessError",
@@ -69,11 +81,9 @@ __all__ = [
     "parse_report",
     "qemu_command",
     "require_tools",
+    "unpack_bzimage",
 ]
 
-DEFAULT_MACHINE = "virt,gic-version=3,its=on"
-QEMU = "qemu-system-aarch64"
-CPU = "cortex-a57"
 MEMORY = "1G"
 
 #: Kernel modules put into the initramfs (with their dependencies): drivers
@@ -88,27 +98,12 @@ DEFAULT_MODULES: tuple[str, ...] = (
     "nvme",
 )
 
-KERNEL_METAPACKAGE = "linux-image-arm64"
 BUSYBOX_PACKAGE = "busybox-static"
-DEB_ARCH = "arm64"
 
 #: Bumped whenever the initramfs layout or the report format changes; part
 #: of the cache key together with init.sh's contents.
 REPORT_FORMAT = 1
 INIT_SCRIPT = Path(__file__).with_name("init.sh")
-
-KERNEL_ARGS: tuple[str, ...] = (
-    "console=ttyAMA0",
-    "earlycon",
-    "panic=-1",
-    "iomem=relaxed",
-    "loglevel=8",
-    # Probe drivers asynchronously: otherwise every module load waits for all
-    # pending async work (do_init_module), so one probe stuck on a lost
-    # interrupt (nvme) would stall every later modprobe.
-    "module.async_probe=1",
-    'dyndbg="file drivers/irqchip/irq-gic-v3-its.c +p"',
-)
 
 #: QEMU trace events that show what the guest programmed into the ITS.
 ITS_TRACE_EVENTS: tuple[str, ...] = (
@@ -118,11 +113,95 @@ ITS_TRACE_EVENTS: tuple[str, ...] = (
     "gicv3_its_translation_write",
 )
 
+
+@dataclass(frozen=True)
+class GuestArch:
+    """What differs between the guests of two architectures: the Debian
+    packages, the QEMU binary and board, the kernel command line, whether the
+    kernel takes its hardware description from our DTB, and the QEMU trace
+    events every boot logs."""
+
+    deb_arch: str  # Debian's name: "arm64", "amd64"
+    qemu: str
+    qemu_package: str
+    machine: str
+    cpu: str | None  # None: the board's default CPU
+    kernel_args: tuple[str, ...]
+    #: The kernel reads the hardware from a ``-dtb`` (arm64); x86 finds it
+    #: through ACPI and takes none.
+    takes_dtb: bool
+    trace_events: tuple[str, ...] = ()
+    #: Boot the kernel's ELF image, unpacked once from the compressed one,
+    #: through its PVH entry point: QEMU's x86 loader takes such an ELF, and
+    #: the bzImage's own xz decompression costs several seconds a boot under
+    #: TCG.
+    unpack_kernel: bool = False
+    #: Under the cache directory: "" keeps the arm64 guest's historic layout
+    #: (``<cache>/apt``, ``debs``, ``guests``); others get ``<cache>/<deb_arch>``.
+    cache_subdir: str = ""
+
+    @property
+    def kernel_metapackage(self) -> str:
+        return f"linux-image-{self.deb_arch}"
+
+
+ARM64 = GuestArch(
+    deb_arch="arm64",
+    qemu="qemu-system-aarch64",
+    qemu_package="qemu-system-arm",
+    machine="virt,gic-version=3,its=on",
+    cpu="cortex-a57",
+    kernel_args=(
+        "console=ttyAMA0",
+        "earlycon",
+        "panic=-1",
+        "iomem=relaxed",
+        "loglevel=8",
+        # Probe drivers asynchronously: otherwise every module load waits for all
+        # pending async work (do_init_module), so one probe stuck on a lost
+        # interrupt (nvme) would stall every later modprobe.
+        "module.async_probe=1",
+        'dyndbg="file drivers/irqchip/irq-gic-v3-its.c +p"',
+    ),
+    takes_dtb=True,
+    trace_events=ITS_TRACE_EVENTS,
+)
+
+#: Debian's amd64 kernel on QEMU's q35 (ICH9, PCIe host bridge, local APICs
+#: and an IOAPIC), under TCG; the kernel finds PCI through ACPI (MCFG).
+AMD64 = GuestArch(
+    deb_arch="amd64",
+    qemu="qemu-system-x86_64",
+    qemu_package="qemu-system-x86",
+    machine="q35",
+    cpu=None,
+    kernel_args=(
+        "console=ttyS0",
+        "panic=-1",
+        "iomem=relaxed",
+        # The 8250 console is slow under TCG; the report carries the whole log.
+        "loglevel=4",
+        "module.async_probe=1",
+    ),
+    takes_dtb=False,
+    unpack_kernel=True,
+    cache_subdir="amd64",
+)
+
+# The arm64 guest's names, as the other modules and tests know them.
+DEFAULT_MACHINE = ARM64.machine
+QEMU = ARM64.qemu
+CPU = ARM64.cpu
+KERNEL_METAPACKAGE = ARM64.kernel_metapackage
+DEB_ARCH = ARM64.deb_arch
+KERNEL_ARGS = ARM64.kernel_args
+
 APT_LISTS_MAX_AGE_S = 24 * 3600.0
 
 #: Tool -> Debian package that provides it.
 TOOLS: Mapping[str, str] = {
-    QEMU: "qemu-system-arm",
+    ARM64.qemu: ARM64.qemu_package,
+    AMD64.qemu: AMD64.qemu_package,
     "apt-get": "apt",
     "apt-cache": "apt",
     "dpkg-deb": "dpkg",
@@ -173,6 +252,7 @@ class Guest:
     kernel_version: str  # Debian version, "6.1.192-2"
     busybox_version: str
     modules: tuple[str, ...]  # module names in the initramfs, dependencies included
+    arch: GuestArch = ARM64
 
     @property
     def key(self) -> str:
@@ -457,11 +537,12 @@ class _Versions:
     busybox_version: str
 
 
-def _resolve_versions(apt: _Apt) -> _Versions:
-    meta = apt.show(KERNEL_METAPACKAGE)
-    match = re.search(r"\b(linux-image-[0-9][^\s,()]*-arm64)\b", meta.get("Depends", ""))
+def _resolve_versions(apt: _Apt, arch: GuestArch = ARM64) -> _Versions:
+    meta = apt.show(arch.kernel_metapackage)
+    flavour = re.escape(arch.deb_arch)
+    match = re.search(rf"\b(linux-image-[0-9][^\s,()]*-{flavour})\b", meta.get("Depends", ""))
     if match is None:
-        raise HarnessError(f"cannot find the kernel package in {KERNEL_METAPACKAGE}'s Depends")
+        raise HarnessError(f"cannot find the kernel package in {arch.kernel_metapackage}'s Depends")
     kernel_package = match.group(1)
     kernel = apt.show(kernel_package)
     busybox = apt.show(BUSYBOX_PACKAGE)
@@ -656,43 +737,47 @@ def _guest_key(versions: _Versions, modules: Sequence[str]) -> str:
     return "_".join(parts)
 
 
-def _load_guest(directory: Path) -> Guest | None:
+def _load_guest(directory: Path, arch: GuestArch = ARM64) -> Guest | None:
     manifest = directory / "guest.json"
     if not manifest.exists():
         return None
     data = json.loads(manifest.read_text())
     return Guest(
-        kernel=directory / "vmlinuz",
+        kernel=directory / ("vmlinux" if arch.unpack_kernel else "vmlinuz"),
         initrd=directory / "initrd.img",
         kernel_release=str(data["kernel_release"]),
         kernel_package=str(data["kernel_package"]),
         kernel_version=str(data["kernel_version"]),
         busybox_version=str(data["busybox_version"]),
         modules=tuple(str(m) for m in data["modules"]),
+        arch=arch,
     )
 
 
-def ensure_guest(cache_dir: Path, modules: Sequence[str] = DEFAULT_MODULES) -> Guest:
-    """The guest for the newest bookworm arm64 kernel, built once and cached.
+def ensure_guest(
+    cache_dir: Path, modules: Sequence[str] = DEFAULT_MODULES, arch: GuestArch = ARM64
+) -> Guest:
+    """The guest for the newest bookworm kernel of ``arch``, built once and cached.
 
-    ``cache_dir`` holds a private apt state (``apt/``), the downloaded debs
-    (``debs/``) and one directory per built guest (``guests/<key>/``), the key
-    naming the kernel and busybox versions and hashing ``init.sh``.  The apt
-    lists are refreshed when older than a day; if the archive cannot be
-    reached, the newest guest already built is used (with a warning).
+    ``cache_dir`` (plus ``arch.cache_subdir``) holds a private apt state
+    (``apt/``), the downloaded debs (``debs/``) and one directory per built
+    guest (``guests/<key>/``), the key naming the kernel and busybox versions
+    and hashing ``init.sh``.  The apt lists are refreshed when older than a
+    day; if the archive cannot be reached, the newest guest already built is
+    used (with a warning).
     """
     require_tools("apt-get", "apt-cache", "dpkg-deb", "depmod")
-    cache_dir = cache_dir.expanduser().resolve()
+    cache_dir = cache_dir.expanduser().resolve() / arch.cache_subdir
     with _locked(cache_dir / ".lock"):
-        apt = _Apt(cache_dir / "apt")
+        apt = _Apt(cache_dir / "apt", arch.deb_arch)
         debs = cache_dir / "debs"
         try:
             age = apt.lists_age()
             if age is None or age > APT_LISTS_MAX_AGE_S:
                 apt.update()
-            versions = _resolve_versions(apt)
+            versions = _resolve_versions(apt, arch)
             directory = cache_dir / "guests" / _guest_key(versions, modules)
-            existing = _load_guest(directory)
+            existing = _load_guest(directory, arch)
             if existing is not None and existing.kernel.exists() and existing.initrd.exists():
                 return existing
             kernel_deb = apt.download(versions.kernel_package, versions.kernel_version, debs)
@@ -700,15 +785,15 @@ def ensure_guest(cache_dir: Path, modules: Sequence[str] = DEFAULT_MODULES) -> G
         except HarnessError as exc:
             # The archive cannot be reached (or moved on while the lists are
             # old): a guest built before still lets the tests run.
-            fallback = _newest_guest(cache_dir / "guests")
+            fallback = _newest_guest(cache_dir / "guests", arch)
             if fallback is None:
                 raise
             warnings.warn(f"using the cached guest {fallback.key}: {exc}", stacklevel=2)
             return fallback
 
-        _build_guest(directory, versions, kernel_deb, busybox_deb, modules)
+        _build_guest(directory, versions, kernel_deb, busybox_deb, modules, arch)
         _prune(cache_dir, keep_debs={kernel_deb, busybox_deb}, keep_guests=3)
-        built = _load_guest(directory)
+        built = _load_guest(directory, arch)
         assert built is not None
         return built
 
@@ -727,8 +812,8 @@ def _prune(cache_dir: Path, keep_debs: set[Path], keep_guests: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _newest_guest(guests: Path) -> Guest | None:
-    found = [g for d in guests.glob("*") if (g := _load_guest(d)) is not None]
+def _newest_guest(guests: Path, arch: GuestArch = ARM64) -> Guest | None:
+    found = [g for d in guests.glob("*") if (g := _load_guest(d, arch)) is not None]
     found = [g for g in found if g.kernel.exists() and g.initrd.exists()]
     if not found:
         return None
@@ -741,6 +826,7 @@ def _build_guest(
     kernel_deb: Path,
     busybox_deb: Path,
     modules: Sequence[str],
+    arch: GuestArch = ARM64,
 ) -> None:
     directory.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=directory.parent, prefix=".build-") as tmp:
@@ -757,6 +843,8 @@ def _build_guest(
         out = work / "out"
         out.mkdir()
         shutil.copyfile(images[0], out / "vmlinuz")
+        if arch.unpack_kernel:
+            (out / "vmlinux").write_bytes(unpack_bzimage(images[0].read_bytes()))
         (out / "initrd.img").write_bytes(initrd)
         manifest = {
             "kernel_release": release,
@@ -770,6 +858,35 @@ def _build_guest(
         if directory.exists():
             shutil.rmtree(directory)
         out.rename(directory)
+
+
+def unpack_bzimage(image: bytes) -> bytes:
+    """The kernel's ELF image (vmlinux) inside an x86 bzImage.
+
+    The boot protocol's setup header (Documentation/x86/boot.rst, protocol
+    2.08 and later) says where the compressed payload lies: ``payload_offset``
+    (0x248) and ``payload_length`` (0x24c) from the start of the
+    protected-mode code, which follows the ``setup_sects`` (0x1f1) sectors of
+    real-mode setup and the boot sector.  Debian compresses it with xz (with
+    the x86 BCJ filter, which Python's lzma undoes) or gzip.
+    """
+    if len(image) < 0x250 or image[0x202:0x206] != b"HdrS":
+        raise HarnessError("not an x86 bzImage (no HdrS setup header)")
+    protocol = int.from_bytes(image[0x206:0x208], "little")
+    if protocol < 0x208:
+        raise HarnessError(f"bzImage boot protocol {protocol:#x} has no payload fields (2.08 and later)")
+    setup_sects = image[0x1F1] or 4
+    start = (setup_sects + 1) * 512 + int.from_bytes(image[0x248:0x24C], "little")
+    payload = image[start : start + int.from_bytes(image[0x24C:0x250], "little")]
+    if payload.startswith(b"\xfd7zXZ\x00"):
+        vmlinux = lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(payload)
+    elif payload.startswith(b"\x1f\x8b"):
+        vmlinux = zlib.decompressobj(wbits=31).decompress(payload)
+    else:
+        raise HarnessError(f"bzImage payload compressed with an unknown method (magic {payload[:6].hex()})")
+    if not vmlinux.startswith(b"\x7fELF"):
+        raise HarnessError("the bzImage payload is no ELF image")
+    return vmlinux
 
 
 # --------------------------------------------------------------------------
@@ -787,8 +904,9 @@ def _device_args(devices: Sequence[str]) -> list[str]:
     return args
 
 
-def _machine_args(machine: str, smp: int, memory: str) -> list[str]:
-    return ["-M", machine, "-cpu", CPU, "-m", memory, "-smp", str(smp), "-nodefaults",
+def _machine_args(machine: str, smp: int, memory: str, arch: GuestArch = ARM64) -> list[str]:
+    cpu = ["-cpu", arch.cpu] if arch.cpu is not None else []
+    return ["-M", machine, *cpu, "-m", memory, "-smp", str(smp), "-nodefaults",
             "-display", "none"]  # fmt: skip
 
 
@@ -815,18 +933,20 @@ class GuestOptions:
         ]
 
 
-def kernel_command_line(options: GuestOptions = GuestOptions(), extra: Sequence[str] = ()) -> str:
+def kernel_command_line(
+    options: GuestOptions = GuestOptions(), extra: Sequence[str] = (), arch: GuestArch = ARM64
+) -> str:
     """The kernel command line :func:`boot` passes with ``-append``."""
-    return " ".join([*KERNEL_ARGS, *options.kernel_args(), *extra])
+    return " ".join([*arch.kernel_args, *options.kernel_args(), *extra])
 
 
 def qemu_command(
     guest: Guest,
-    dtb: Path,
+    dtb: Path | None,
     qemu_devices: Sequence[str],
     serial_log: Path,
     *,
-    machine: str = DEFAULT_MACHINE,
+    machine: str | None = None,
     smp: int = 1,
     memory: str = MEMORY,
     trace_log: Path | None = None,
@@ -836,20 +956,29 @@ def qemu_command(
     trace_events: Sequence[str] = (),
     initrd: Path | None = None,
 ) -> list[str]:
-    """The exact qemu-system-aarch64 argv :func:`boot` runs.
+    """The exact QEMU argv :func:`boot` runs (``qemu-system-aarch64`` for the
+    arm64 guest; the guest's architecture decides).
 
-    ``trace_events`` are QEMU trace events logged besides the ITS ones;
+    ``machine`` defaults to the architecture's board; ``dtb`` is None for a
+    guest that takes none (x86).  ``trace_events`` are QEMU trace events
+    logged besides the architecture's own (the ITS ones on arm64);
     ``initrd`` replaces the guest's own initramfs (boot's ``extra_initrd``).
     """
     if "," in str(serial_log):
         raise HarnessError(f"QEMU cannot take a serial log path with a comma: {serial_log}")
+    arch = guest.arch
+    if (dtb is not None) != arch.takes_dtb:
+        raise HarnessError(
+            f"the {arch.deb_arch} guest {'needs' if arch.takes_dtb else 'takes no'} device tree (dtb={dtb})"
+        )
     initrd = guest.initrd if initrd is None else initrd
-    cmd = [QEMU, *_machine_args(machine, smp, memory), "-no-reboot",
+    dtb_args = ["-dtb", str(dtb)] if dtb is not None else []
+    cmd = [arch.qemu, *_machine_args(machine or arch.machine, smp, memory, arch), "-no-reboot",
            "-serial", f"file:{serial_log}",
-           "-kernel", str(guest.kernel), "-initrd", str(initrd), "-dtb", str(dtb),
-           "-append", kernel_command_line(options, kernel_args)]  # fmt: skip
+           "-kernel", str(guest.kernel), "-initrd", str(initrd), *dtb_args,
+           "-append", kernel_command_line(options, kernel_args, arch)]  # fmt: skip
     if trace_log is not None:
-        for event in dict.fromkeys([*ITS_TRACE_EVENTS, *trace_events]):
+        for event in dict.fromkeys([*arch.trace_events, *trace_events]):
             cmd += ["-trace", f"enable={event}"]
         cmd += ["-D", str(trace_log)]
     return cmd + _device_args(qemu_devices) + list(extra_args)
@@ -913,9 +1042,9 @@ def _check_dtb(dtb: Path) -> None:
 
 def boot(
     guest: Guest,
-    dtb: Path,
+    dtb: Path | None,
     qemu_devices: Sequence[str],
-    machine: str = DEFAULT_MACHINE,
+    machine: str | None = None,
     timeout_s: float = 180.0,
     *,
     smp: int = 1,
@@ -929,7 +1058,9 @@ def boot(
 ) -> BootReport:
     """Boot ``guest`` on ``dtb`` with the given PCI devices and read its report.
 
-    ``qemu_devices`` are ``-device`` values ("e1000e,addr=02.0") or a full
+    ``dtb`` is None for a guest whose architecture takes no tree (x86: the
+    firmware's ACPI tables describe q35); ``machine`` defaults to the
+    architecture's board.  ``qemu_devices`` are ``-device`` values ("e1000e,addr=02.0") or a full
     argv fragment starting with "-device"; ``extra_args`` go to QEMU as they
     are (e.g. ``-netdev``/``-drive`` backends), ``kernel_args`` to the kernel.
     ``smp`` and ``memory`` must agree with the tree's /cpus (QEMU rewrites
@@ -941,11 +1072,12 @@ def boot(
     Raises :class:`GuestBootError` when the guest panics before its report,
     hangs past ``timeout_s`` or prints no complete report.
     """
-    require_tools(QEMU)
-    dtb = Path(dtb)
-    if not dtb.is_file():
-        raise HarnessError(f"no DTB at {dtb}")
-    _check_dtb(dtb)
+    require_tools(guest.arch.qemu)
+    if dtb is not None:
+        dtb = Path(dtb)
+        if not dtb.is_file():
+            raise HarnessError(f"no DTB at {dtb}")
+        _check_dtb(dtb)
     with tempfile.TemporaryDirectory(prefix="dtmsi-boot-") as tmp:
         work = keep_dir if keep_dir is not None else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)

@@ -1,13 +1,14 @@
 /*
  * Guest-side hooks for a generated native MSI stub, run as a static Linux
- * userspace program inside the tests/linux guest (QEMU "virt", GICv3 + ITS),
- * and a main() that sets every function up, prints the results and then
- * makes each planned vector fire once, so that QEMU's own
- * gicv3_its_translation_write trace can judge the messages the stub wrote.
+ * userspace program inside the tests/linux guests (arm64 on QEMU "virt",
+ * GICv3 + ITS; amd64 on QEMU "q35", local APICs), and a main() that sets
+ * every function up, prints the results and then makes each planned vector
+ * fire once, so that QEMU's own trace (gicv3_its_translation_write on arm64,
+ * apic_deliver_irq on x86) can judge the messages the stub wrote.
  *
  * Build (tests/linux/stubguest.py does this):
  *
- *   aarch64-linux-gnu-gcc -static -O2 -Wall -Wextra -Werror -I OUT \
+ *   aarch64-linux-gnu-gcc -static   (x86: gcc -static, natively) -O2 -Wall -Wextra -Werror -I OUT \
  *       -D'STUB(x)=dtmsi_system_##x' -DSTUB_HEADER='"system_msi.h"' \
  *       -DSTUB_NFUNCTIONS=DTMSI_SYSTEM_NFUNCTIONS \
  *       OUT/system_msi.c tests/linux/stub_hooks_linux.c -o dtmsi-stub
@@ -42,7 +43,11 @@
  *      Memory Space decode is turned on first where it is off (the stub
  *      only turns it on for MSI-X; edu needs it for its registers).  Bus
  *      Master is never touched here: setting it is the stub's job.
- *   4. "done".
+ *   4. "endmarker": 0x5a written to the same register: the shots lie between
+ *      the two writes in QEMU's trace (x86 needs the end, since the IOAPIC
+ *      sends its interrupts through the same apic_deliver_irq as MSIs do, and
+ *      the guest's report that follows raises many).
+ *   5. "done".
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -254,6 +259,7 @@ static struct STUB(state) state; /* zeroed: static storage */
 #define PCI_COMMAND_MEMORY 0x2
 #define PCI_INTERRUPT_LINE 0x3c
 #define MARKER 0xa5
+#define END_MARKER 0x5a
 
 enum { MECH_NONE = 0, MECH_INTX = 1, MECH_MSI = 2, MECH_MSIX = 3 };
 
@@ -435,6 +441,15 @@ int main(void)
             printf("@@stub error %s: an MMIO access failed while firing\n", bdf);
             problems++;
         }
+    }
+    if (NFUNCTIONS > 0) {
+        const struct STUB(function) *f = &STUB(table)[0];
+        if (hook_cfg_write(NULL, f->seg, f->bus, f->devfn, PCI_INTERRUPT_LINE, 1, END_MARKER) != 0) {
+            printf("@@stub error end marker write failed\n");
+            problems++;
+        }
+        printf("@@stub endmarker %04x:%02x:%02x.%x offset=0x%x value=0x%x\n", f->seg, f->bus, f->devfn >> 3,
+               f->devfn & 7, PCI_INTERRUPT_LINE, END_MARKER);
     }
     printf("@@stub done failed=%d problems=%d\n", failed, problems);
     return failed != 0 || problems != 0;

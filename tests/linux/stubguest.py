@@ -14,7 +14,9 @@ and every config write (``pci_cfg_write``, for the marker).
 
 :func:`judge_its_writes` is the oracle: after the marker, QEMU must have seen
 each planned (DeviceID, EventID) of ``allocation.json`` exactly once and
-nothing else.
+nothing else.  ``x86stub.py`` runs the same program, built natively
+(``build_stub(..., cc="gcc")``), in the amd64 guest on q35 and judges QEMU's
+local APICs instead (:func:`boot_stub` is the boot both share).
 
 Public API::
 
@@ -50,10 +52,12 @@ __all__ = [
     "StubGuestRun",
     "StubOutput",
     "TraceCut",
+    "boot_stub",
     "build_stub",
     "cross_compile",
     "cut_trace",
     "judge_its_writes",
+    "marker_lines",
     "move_doorbell",
     "parse_stub_output",
     "planned_messages",
@@ -67,6 +71,8 @@ STUB_MSI = HERE / "stub_guest.msi"
 
 CROSS_CC = "aarch64-linux-gnu-gcc"
 CROSS_PACKAGES = "gcc-aarch64-linux-gnu libc6-dev-arm64-cross"
+#: Compiler -> the Debian packages that give it a static C library.
+CC_PACKAGES: dict[str, str] = {CROSS_CC: CROSS_PACKAGES, "gcc": "gcc libc6-dev"}
 CFLAGS: tuple[str, ...] = ("-static", "-O2", "-Wall", "-Wextra", "-Werror")
 
 #: QEMU trace events the oracle reads (besides the harness's own ITS events).
@@ -76,9 +82,11 @@ TRACE_EVENTS: tuple[str, ...] = (
     "pci_cfg_write",
 )
 
-#: What stub_hooks_linux.c writes before setup_all: 0xa5 to Interrupt Line.
+#: What stub_hooks_linux.c writes before setup_all: 0xa5 to Interrupt Line;
+#: after the last shot it writes 0x5a there.
 MARKER_OFFSET = 0x3C
 MARKER_VALUE = 0xA5
+END_MARKER_VALUE = 0x5A
 
 #: The ITS of QEMU's virt board: control frame at 0x0808_0000, translation
 #: frame 64 KiB above; GITS_TRANSLATER is at 0x40 in the translation frame.
@@ -87,7 +95,14 @@ ITS_CONTROL_FRAME_DOORBELL = 0x0808_0040
 
 #: Generated files hold no absolute path, so build directories move freely.
 STUB_DIR = "dtmsi-stub"  # in the guest: /dtmsi-stub/run.sh, /dtmsi-stub/stub
-RUN_SH = b"#!/bin/sh\n# run by /init (tests/linux/init.sh) before the report\nexec /dtmsi-stub/stub\n"
+RUN_SH = (
+    b"#!/bin/sh\n# run by /init (tests/linux/init.sh) before the report\n"
+    # Kernel messages while the stub runs (x86: "No irq handler for vector")
+    # stay in dmesg, off the serial console, whose interrupts would share
+    # QEMU's trace with the shots; init.sh sets the level again for its report.
+    b"echo 0 >/proc/sys/kernel/printk\n"
+    b"exec /dtmsi-stub/stub\n"
+)
 
 
 # --------------------------------------------------------------------------
@@ -141,7 +156,7 @@ class StubBuild:
     dtb: Path
     allocation: dict[str, Any]
     source: Path  # the generated C that was compiled (possibly mutated)
-    binary: Path  # static aarch64 executable
+    binary: Path  # static executable for the guest (aarch64 or x86-64)
     prefix: str  # the stub's C prefix ("dtmsi_system")
 
     @property
@@ -170,14 +185,19 @@ def _stub_prefix(header: str) -> str:
     return found.pop()
 
 
-def cross_compile(stub_c: Path, header: Path, output: Path, *, hooks_c: Path = HOOKS_C) -> str:
-    """Build the static aarch64 guest program; returns the stub's prefix."""
-    if shutil.which(CROSS_CC) is None:
-        raise HarnessError(f"{CROSS_CC} is missing: apt-get install {CROSS_PACKAGES} (scripts/apt-packages.txt)")
+def cross_compile(
+    stub_c: Path, header: Path, output: Path, *, hooks_c: Path = HOOKS_C, cc: str = CROSS_CC
+) -> str:
+    """Build the static guest program with ``cc`` (aarch64 by default; "gcc"
+    for the x86-64 guest); returns the stub's prefix."""
+    if shutil.which(cc) is None:
+        raise HarnessError(
+            f"{cc} is missing: apt-get install {CC_PACKAGES.get(cc, cc)} (scripts/apt-packages.txt)"
+        )
     prefix = _stub_prefix(header.read_text())
     _run(
         [
-            CROSS_CC,
+            cc,
             *CFLAGS,
             "-I",
             str(header.parent),
@@ -199,6 +219,7 @@ def build_stub(
     *,
     mutate: Callable[[str], str] | None = None,
     stem: str = "system_msi",
+    cc: str = CROSS_CC,
 ) -> StubBuild:
     """``dtmsi compile msi -o out``, then the guest program from ``<stem>.c``.
 
@@ -219,7 +240,7 @@ def build_stub(
         source = out / f"{stem}.mutated.c"
         source.write_text(mutated)
     binary = out / "stub"
-    prefix = cross_compile(source, header, binary)
+    prefix = cross_compile(source, header, binary, cc=cc)
     return StubBuild(
         out=out,
         dtb=out / "system.dtb",
@@ -313,6 +334,7 @@ class StubOutput:
     done: bool
     exit_code: int | None
     errors: tuple[str, ...]
+    end_marker: bool = False  # the program wrote its end marker after the shots
 
 
 _KV = re.compile(r"(\w+)=(\S*)")
@@ -327,7 +349,7 @@ def parse_stub_output(text: str) -> StubOutput:
     marker: str | None = None
     failed: int | None = None
     exit_code: int | None = None
-    done = False
+    done = end_marker = False
     for raw in text.splitlines():
         line = raw.rstrip("\r")
         if line.startswith("exit "):
@@ -357,6 +379,8 @@ def parse_stub_output(text: str) -> StubOutput:
             shots.append((words[2], int(kv["vector"])))
         elif tag == "marker":
             marker = words[2]
+        elif tag == "endmarker":
+            end_marker = True
         elif tag == "setup_all":
             failed = int(kv["failed"])
         elif tag == "done":
@@ -367,7 +391,7 @@ def parse_stub_output(text: str) -> StubOutput:
         functions[bdf] = StubFunction(
             fn.bdf, fn.name, fn.status, fn.strerror, fn.mechanism, fn.vectors, tuple(vecs.get(bdf, ()))
         )
-    return StubOutput(text, functions, tuple(shots), marker, failed, done, exit_code, tuple(errors))
+    return StubOutput(text, functions, tuple(shots), marker, failed, done, exit_code, tuple(errors), end_marker)
 
 
 # --------------------------------------------------------------------------
@@ -405,21 +429,30 @@ _TRANSLATION_RE = re.compile(
 _BADWRITE_RE = re.compile(r"\bgicv3_its_badwrite\b")
 
 
-def cut_trace(trace: str, marker_bdf: str, offset: int = MARKER_OFFSET, value: int = MARKER_VALUE) -> TraceCut:
-    """The ITS writes after the last config write of ``value`` at ``offset``
-    of ``marker_bdf`` ("0000:00:02.0"; QEMU's trace has no segment)."""
+def marker_lines(
+    lines: Sequence[str], marker_bdf: str, value: int, offset: int = MARKER_OFFSET
+) -> list[int]:
+    """Indices of QEMU's ``pci_cfg_write`` lines that write ``value`` at
+    ``offset`` of ``marker_bdf`` ("0000:00:02.0"; QEMU's trace has no segment)."""
     _, bus_s, devfn_s = marker_bdf.split(":")
     dev_s, fn_s = devfn_s.split(".")
     want = (int(bus_s, 16), int(dev_s, 16), int(fn_s, 16), offset, value)
-    lines = trace.splitlines()
-    start: int | None = None
+    found: list[int] = []
     for i, line in enumerate(lines):
         m = _CFG_WRITE_RE.search(line)
         if m is not None and tuple(int(g, 16) for g in m.groups()) == want:
-            start = i
-    if start is None:
+            found.append(i)
+    return found
+
+
+def cut_trace(trace: str, marker_bdf: str, offset: int = MARKER_OFFSET, value: int = MARKER_VALUE) -> TraceCut:
+    """The ITS writes after the last config write of ``value`` at ``offset``
+    of ``marker_bdf`` ("0000:00:02.0"; QEMU's trace has no segment)."""
+    lines = trace.splitlines()
+    starts = marker_lines(lines, marker_bdf, value, offset)
+    if not starts:
         return TraceCut(False, (), (), ())
-    after = lines[start + 1 :]
+    after = lines[starts[-1] + 1 :]
     writes: list[ItsWrite] = []
     bad: list[str] = []
     for line in after:
@@ -515,16 +548,19 @@ class StubGuestRun:
 GUEST_OPTIONS = GuestOptions(settle_s=3, stable_s=1, probe_s=3, network=False)
 
 
-def run_stub_in_guest(
+def boot_stub(
     guest: Guest,
     build: StubBuild,
     devices: Sequence[str],
     *,
+    trace_events: Sequence[str],
     no_drivers: Sequence[str] = ("e1000e",),
     keep_dir: Path | None = None,
     timeout_s: float = 120.0,
-) -> StubGuestRun:
-    """Boot on the build's DTB with ``devices``, run the stub, judge QEMU's trace.
+    smp: int = 1,
+) -> tuple[BootReport, StubOutput]:
+    """Boot ``guest`` with ``devices`` (on the build's DTB where the guest's
+    architecture takes one), run the stub, return the report and its output.
 
     ``no_drivers`` are kernel modules the guest may not load
     (``module_blacklist=``): no driver may own a function the stub sets up.
@@ -536,16 +572,33 @@ def run_stub_in_guest(
     kernel_args = [f"module_blacklist={','.join(no_drivers)}"] if no_drivers else []
     report = boot(
         guest,
-        build.dtb,
+        build.dtb if guest.arch.takes_dtb else None,
         devices,
         timeout_s=timeout_s,
+        smp=smp,
         options=GUEST_OPTIONS,
         kernel_args=kernel_args,
         keep_dir=keep_dir,
         extra_initrd=extra,
-        trace_events=TRACE_EVENTS,
+        trace_events=trace_events,
     )
-    output = parse_stub_output(report.sections.get("stub", ""))
+    return report, parse_stub_output(report.sections.get("stub", ""))
+
+
+def run_stub_in_guest(
+    guest: Guest,
+    build: StubBuild,
+    devices: Sequence[str],
+    *,
+    no_drivers: Sequence[str] = ("e1000e",),
+    keep_dir: Path | None = None,
+    timeout_s: float = 120.0,
+) -> StubGuestRun:
+    """Boot on the build's DTB with ``devices``, run the stub, judge QEMU's ITS trace
+    (see :func:`boot_stub`)."""
+    report, output = boot_stub(
+        guest, build, devices, trace_events=TRACE_EVENTS, no_drivers=no_drivers, keep_dir=keep_dir, timeout_s=timeout_s
+    )
     cut = cut_trace(report.trace, output.marker or "0000:00:00.0")
     problems = judge_its_writes(build.planned, cut, output.shots)
     return StubGuestRun(build, report, output, cut, tuple(problems))
