@@ -14,7 +14,7 @@ from typing import Literal
 
 from dtmsi import codes as C
 from dtmsi.diagnostics import DiagnosticSink, Note
-from dtmsi.model import Controller, Function, Machine, Partition, Policy
+from dtmsi.model import X86_DEFAULT_VECTORS, Controller, Function, Machine, Partition, Policy
 from dtmsi.opal import compose_msi
 from dtmsi.source import BUILTIN, Span
 
@@ -522,7 +522,7 @@ class Allocator:
         return out
 
     def x86(self, a: Allocation, ctrl: Controller, n: int) -> None:
-        lo, hi = ctrl.vectors or (0x30, 0xEF)
+        lo, hi = ctrl.vectors or X86_DEFAULT_VECTORS
         cpus = list(ctrl.cpus) or [0]
         nxt = self.x86_next.setdefault(id(ctrl), [lo] * len(cpus))
         msgs: list[Message] = []

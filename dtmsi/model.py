@@ -43,6 +43,11 @@ _NODE_NAMES: tuple[tuple[int, int, str], ...] = (
 )
 
 
+# The vectors an x86-apic controller hands out when its 'vectors' is not given:
+# clear of Linux's ISA (0x30..0x3f) and system (0xec..0xff) vectors.
+X86_DEFAULT_VECTORS = (0x40, 0xEB)
+
+
 def node_name_for_class(class_code: int) -> str:
     for value, mask, name in _NODE_NAMES:
         if class_code & mask == value:

@@ -256,7 +256,10 @@ class Resolver:
         if d.kind == "x86-apic":
             c.msi_address = 0xFEE00000
             if c.vectors is None:
-                c.vectors = (0x30, 0xEF)
+                # Linux x86 (arch/x86/include/asm/irq_vectors.h): 0x30..0x3f are
+                # CPU 0's legacy ISA vectors, 0xec and up its system vectors
+                # (local timer, IPIs): a message there would land on them.
+                c.vectors = m.X86_DEFAULT_VECTORS
             if not c.cpus:
                 # No list: the controller delivers to every CPU of the platform.
                 c.cpus = tuple(range(self.platform.cpus))
