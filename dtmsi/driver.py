@@ -26,8 +26,9 @@ from dtmsi.model import Machine
 
 if TYPE_CHECKING:
     from dtmsi.alloc import AllocationResult
+from dtmsi.limits import MAX_BASE_TREE_BYTES
 from dtmsi.options import CompileOptions
-from dtmsi.source import BUILTIN, SourceFile, Span
+from dtmsi.source import BUILTIN, InputFileError, SourceFile, Span, printable_name, read_input_bytes
 
 
 @dataclass
@@ -54,7 +55,7 @@ def analyse(options: CompileOptions, sink: DiagnosticSink) -> tuple[Machine, All
     program = lower(options.input, display, sink)
     if sink.has_errors:
         return None
-    machine = resolve(program, sink, Path(display).name)
+    machine = resolve(program, sink, printable_name(Path(display).name))
     del program  # the model keeps what it needs (spans, names); the rest can go
     if sink.has_errors:
         return None
@@ -117,7 +118,7 @@ def _compile(options: CompileOptions) -> CompileResult:
             inputs = list(machine.files)
             if machine.platform.base is not None:
                 inputs.append(str(Path(machine.files[0]).parent / machine.platform.base))
-            if write_if_changed(options.depfile, depfile_text(targets, inputs).encode()):
+            if write_if_changed(options.depfile, depfile_text(targets, inputs).encode("utf-8", "surrogateescape")):
                 result.written.append(options.depfile)
     except OSError as e:
         outputs.discard()
@@ -143,9 +144,9 @@ def _load_base(machine: Machine, options: CompileOptions, sink: DiagnosticSink):
     assert pl.base_span is not None
     path = options.input.parent / pl.base
     try:
-        data = path.read_bytes()
-    except OSError as e:
-        sink.report(C.BASE_TREE, pl.base_span, f"cannot read base tree '{pl.base}': {e.strerror}")
+        data = read_input_bytes(path, MAX_BASE_TREE_BYTES)
+    except InputFileError as e:
+        sink.report(C.BASE_TREE, pl.base_span, f"cannot read base tree '{pl.base}': {e.reason}")
         return None
     from dtmsi.devicetree import basetree
 
@@ -154,6 +155,10 @@ def _load_base(machine: Machine, options: CompileOptions, sink: DiagnosticSink):
             tree: Tree = basetree.read_dtb(data)
         else:
             tree = basetree.parse_dts(data.decode("utf-8"), str(path), base_dir=path.parent)
+    except basetree.BaseTreeDepthError as e:
+        where = f"{e.filename}:{e.line}:{e.column}: " if e.line else f"{e.filename}: "
+        sink.report(C.BASE_TREE_DEPTH, pl.base_span, f"base tree '{pl.base}' cannot be read: {where}{e.message}")
+        return None
     except basetree.BaseTreeError as e:
         where = f"{e.filename}:{e.line}:{e.column}: " if getattr(e, "line", None) else ""
         sink.report(C.BASE_TREE, pl.base_span, f"base tree '{pl.base}' cannot be read: {where}{e.message}")
