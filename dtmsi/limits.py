@@ -52,7 +52,7 @@ MAX_CPU_LIST = 1 << 16
 
 # Statements expanded by 'repeat' and 'use' over the whole compile (a flat
 # 100k-function file needs 675k), plus CPU numbers listed.
-MAX_EXPANSION = 2_000_000
+MAX_EXPANSION = 1_000_000
 
 # Width and precision in an interpolation "{v:08x}".
 MAX_INTERPOLATION_WIDTH = 64

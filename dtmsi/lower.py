@@ -597,13 +597,7 @@ class Lowerer:
             return self._lower_streaming(path, display, text)
         except _Restart:
             self.sink.rollback(mark)
-        except _Expansion as e:
-            return self._expansion_limit(e)
-        whole = Lowerer(self.sink, self.read_file)
-        try:
-            return whole._lower_whole(path, display, text)
-        except _Expansion as e:
-            return whole._expansion_limit(e)
+        return Lowerer(self.sink, self.read_file)._lower_whole(path, display, text)
 
     def _expansion_limit(self, e: _Expansion) -> ast.Program:
         self._report(
@@ -623,7 +617,10 @@ class Lowerer:
         stmts = self._load(path, display, text, None)
         if stmts is not None:
             self._collect_templates(stmts)
-            self._lower_statements(stmts)
+            try:
+                self._lower_statements(stmts)
+            except _Expansion as e:
+                return self._expansion_limit(e)
         return self.program
 
     def _lower_streaming(self, path: Path, display: str, text: str | None) -> ast.Program:
@@ -650,6 +647,8 @@ class Lowerer:
                     self._lower_statements([st])
         except ParseError:
             raise _Restart() from None
+        except _Expansion as e:
+            return self._expansion_limit(e)
         self._stack.pop()
         return self.program
 
