@@ -72,6 +72,8 @@ def _fail(code: Code, span: Span, message: str, hint: str | None = None) -> NoRe
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
+    if len(name) > 64:  # no name is that long; difflib would index every character
+        return None
     close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None
 
