@@ -50,9 +50,12 @@ MAX_TOPLEVEL_TOKENS = 2_000_000
 MAX_REPEAT = 1 << 20
 MAX_CPU_LIST = 1 << 16
 
-# Statements expanded by 'repeat' and 'use' over the whole compile (a flat
-# 100k-function file needs 675k), plus CPU numbers listed.
+# Statements expanded by 'repeat' and 'use' over the whole compile, plus CPU
+# numbers listed: MAX_EXPANSION, plus one per EXPANSION_BYTES of source read.
+# Small inputs cannot multiply past a million; a large flat file (bench/gen.py
+# writes ~68 bytes and 6.7 statements a function) always fits.
 MAX_EXPANSION = 1_000_000
+EXPANSION_BYTES = 8
 
 # Width and precision in an interpolation "{v:08x}".
 MAX_INTERPOLATION_WIDTH = 64

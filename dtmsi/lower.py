@@ -24,6 +24,7 @@ from dtmsi import syntax as s
 from dtmsi.codes import Code
 from dtmsi.diagnostics import DiagnosticSink, Note
 from dtmsi.limits import (
+    EXPANSION_BYTES,
     MAX_BLOCK_DEPTH,
     MAX_CPU_LIST,
     MAX_EXPANSION,
@@ -61,7 +62,7 @@ class _Restart(Exception):
 
 
 class _Expansion(Exception):
-    """MAX_EXPANSION reached at ``span``: nothing more is lowered."""
+    """The expansion limit reached at ``span``: nothing more is lowered."""
 
     def __init__(self, span: Span) -> None:
         self.span = span
@@ -583,8 +584,10 @@ class Lowerer:
         self._templated: set[tuple[int, int, int]] = set()
         self._top_dir = Path(".")
         self.streaming = False
-        # Statements expanded so far (and CPU numbers listed): MAX_EXPANSION.
+        # Statements expanded so far (and CPU numbers listed), and how many
+        # may be: MAX_EXPANSION, plus one per EXPANSION_BYTES of source read.
         self._expanded = 0
+        self._expansion_limit_now = MAX_EXPANSION
 
     # ------------------------------------------------------------ entry
 
@@ -606,7 +609,7 @@ class Lowerer:
             _Bad(
                 C.EXPANSION_LIMIT,
                 e.span,
-                f"more than {MAX_EXPANSION} statements after expanding 'repeat' and 'use'",
+                f"more than {self._expansion_limit_now} statements after expanding 'repeat' and 'use'",
                 "a loop or template nesting multiplies: check the counts",
             )
         )
@@ -694,6 +697,7 @@ class Lowerer:
                 self.sink.report(code, include_span, f"cannot read '{display}': {reason}")
                 return None
         self._included.add(key)
+        self._expansion_limit_now += len(text) // EXPANSION_BYTES
         self.program.files.append(display)
         try:
             stable = path.relative_to(self._top_dir).as_posix()
@@ -860,9 +864,9 @@ class Lowerer:
 
     def _count(self, st: s.Stmt, n: int = 1) -> None:
         """Count ``n`` more expanded statements (or listed values) against
-        MAX_EXPANSION. Past it, lowering stops: the error is final."""
+        the limit. Past it, lowering stops: the error is final."""
         self._expanded += n
-        if self._expanded > MAX_EXPANSION:
+        if self._expanded > self._expansion_limit_now:
             raise _Expansion(st.span)
 
     def _const(self, st: s.Stmt, env: Env) -> None:
