@@ -588,6 +588,7 @@ class Lowerer:
         # may be: MAX_EXPANSION, plus one per EXPANSION_BYTES of source read.
         self._expanded = 0
         self._expansion_limit_now = MAX_EXPANSION
+        self._expanding: list[Span] = []  # the 'repeat' and 'use' statements being expanded
 
     # ------------------------------------------------------------ entry
 
@@ -839,11 +840,13 @@ class Lowerer:
                     continue
                 self._using.append(tname)
                 _USE_SITES.append((tname, st.span))
+                self._expanding.append(st.span)
                 try:
                     yield from self._expand(tbody, inner)
                 finally:
                     self._using.pop()
                     _USE_SITES.pop()
+                    self._expanding.pop()
                 continue
             if w == "repeat":
                 try:
@@ -851,9 +854,13 @@ class Lowerer:
                 except _Bad as b:
                     self._report(b)
                     continue
-                for v in values:
-                    self._count(st)
-                    yield from self._expand(body, env.child({var: v} if var else {}))
+                self._expanding.append(st.span)
+                try:
+                    for v in values:
+                        self._count(st)
+                        yield from self._expand(body, env.child({var: v} if var else {}))
+                finally:
+                    self._expanding.pop()
                 continue
             if w == "include":
                 self._report(
@@ -867,7 +874,9 @@ class Lowerer:
         the limit. Past it, lowering stops: the error is final."""
         self._expanded += n
         if self._expanded > self._expansion_limit_now:
-            raise _Expansion(st.span)
+            # Reported at the outermost 'repeat' or 'use' being expanded: the
+            # statement that multiplied, not wherever the count ran out.
+            raise _Expansion(self._expanding[0] if self._expanding else st.span)
 
     def _const(self, st: s.Stmt, env: Env) -> None:
         a = Args(st, env)
