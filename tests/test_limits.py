@@ -28,11 +28,13 @@ from pathlib import Path
 import pytest
 
 from dtmsi.limits import (
+    MAX_BASE_TREE_BYTES,
     MAX_BLOCK_DEPTH,
     MAX_CPU_LIST,
     MAX_DIAGNOSTICS,
     MAX_EXPR_DEPTH,
     MAX_INCLUDE_DEPTH,
+    MAX_INPUT_BYTES,
     MAX_INTERPOLATION_WIDTH,
     MAX_NUMBER_DIGITS,
     MAX_REPEAT,
@@ -379,6 +381,36 @@ def test_base_tree_include_of_a_special_file(tmp_path: Path, target: str) -> Non
     text = _base("board.dts")
     refused(tmp_path, text, "E901", at(text, '"board.dts"'), f'board.dts:2:1: cannot read /include/ "{target}"',
             files={"board.dts": dts, "pipe": fifo})
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_top_level_input_not_a_regular_file(tmp_path: Path, kind: str) -> None:
+    if kind == "fifo":
+        os.mkfifo(tmp_path / "board.msi")
+        name, what = "board.msi", "a FIFO"
+    else:
+        name, what = "/dev/zero", "a character device"
+    r = dtmsi(tmp_path, "compile", name, "-o", "out", timeout=30)
+    assert r.rc == 1, r.stderr
+    assert r.stderr.startswith(f"{name}:1:1: error[E120]: cannot read '{name}': it is {what}"), r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_input_larger_than_the_limit(tmp_path: Path) -> None:
+    """A (sparse) file past MAX_INPUT_BYTES is refused from its size, unread."""
+    with open(tmp_path / "huge.msi", "wb") as f:
+        f.truncate(MAX_INPUT_BYTES + 1)
+    text = 'include "huge.msi";\n' + BOARD
+    refused(tmp_path, text, "E120", at(text, '"huge.msi"'), f"larger than the limit of {MAX_INPUT_BYTES} bytes",
+            seconds=10, peak_mb=100)
+
+
+def test_base_tree_larger_than_the_limit(tmp_path: Path) -> None:
+    with open(tmp_path / "huge.dts", "wb") as f:
+        f.truncate(MAX_BASE_TREE_BYTES + 1)
+    text = _base("huge.dts")
+    refused(tmp_path, text, "E901", at(text, '"huge.dts"'), f"larger than the limit of {MAX_BASE_TREE_BYTES} bytes",
+            seconds=10, peak_mb=100)
 
 
 def test_repeat_over_a_billion(tmp_path: Path) -> None:
