@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1,10,50", help="sizes in MB")
     ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--kinds", default="comment,check,parse", help="which rows: comment, check, parse")
     args = ap.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="dtmsi-mem-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -76,11 +77,14 @@ def main(argv: list[str] | None = None) -> int:
         real = work / f"realistic-{mb}.msi"
         real.write_text(realistic(size), encoding="utf-8")
         runs = [
-            ("one comment", comment, [sys.executable, "-m", "dtmsi", "check", comment.name]),
-            ("realistic", real, [sys.executable, "-m", "dtmsi", "check", real.name]),
-            ("realistic", real, [sys.executable, "-c", PARSE_ONLY, real.name]),
+            ("comment", "one comment", comment, [sys.executable, "-m", "dtmsi", "check", comment.name]),
+            ("check", "realistic", real, [sys.executable, "-m", "dtmsi", "check", real.name]),
+            ("parse", "realistic", real, [sys.executable, "-c", PARSE_ONLY, real.name]),
         ]
-        for what, path, cmd in runs:
+        kinds = set(args.kinds.split(","))
+        for kind, what, path, cmd in runs:
+            if kind not in kinds:
+                continue
             rc, seconds, peak, first = _run(cmd, work)
             nbytes = path.stat().st_size
             how = "dtmsi check" if "-m" in cmd else "parser only"

@@ -43,10 +43,17 @@ _KINDS = (
 
 
 def read_input_bytes(path: Path | str, limit: int = MAX_INPUT_BYTES) -> bytes:
-    """The bytes of a regular file of at most ``limit`` bytes.
+    """The bytes of a regular file of at most ``limit`` bytes."""
+    buf, n = _read(path, limit)
+    return bytes(memoryview(buf)[:n])
+
+
+def _read(path: Path | str, limit: int) -> tuple[bytearray, int]:
+    """A buffer holding the file's bytes, and how many there are.
 
     Opened without blocking and checked on the open descriptor, so a FIFO is
     refused rather than waited on and nothing can swap the file in between.
+    Read into a buffer of the file's size: no second copy of a large input.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
@@ -62,22 +69,33 @@ def read_input_bytes(path: Path | str, limit: int = MAX_INPUT_BYTES) -> bytes:
         too_large = f"larger than the limit of {limit} bytes"
         if st.st_size > limit:
             raise InputFileError(f"{st.st_size} bytes, {too_large}", limit=True)
+        buf = bytearray(st.st_size + 1)  # one more: a file that grew shows
+        view = memoryview(buf)
+        n = 0
         try:
-            data = f.read(limit + 1)
+            while n < len(buf):
+                got = f.readinto(view[n:])
+                if not got:
+                    break
+                n += got
+            if n == len(buf):
+                del view
+                buf += f.read(limit + 1 - n)
+                n = len(buf)
         except OSError as e:
             raise InputFileError(e.strerror or str(e), limit=False) from None
-    if len(data) > limit:
+    if n > limit:
         raise InputFileError(too_large, limit=True)
-    return data
+    return buf, n
 
 
 def read_input_text(path: Path | str, limit: int = MAX_INPUT_BYTES) -> str:
     """:func:`read_input_bytes`, decoded as UTF-8."""
-    data = read_input_bytes(path, limit)
+    buf, n = _read(path, limit)
     try:
-        return data.decode("utf-8")
+        return str(memoryview(buf)[:n], "utf-8")
     except UnicodeDecodeError as e:
-        raise InputFileError(f"not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start})", limit=False) from None
+        raise InputFileError(f"not UTF-8 text (byte {buf[e.start]:#04x} at offset {e.start})", limit=False) from None
 
 
 def printable_name(name: str) -> str:
