@@ -3,7 +3,7 @@
     python -m bench.memory_per_byte [--sizes 1,10,50] [--work DIR]
 
 Three inputs per size, each run as a child process whose peak RSS comes from
-``wait4``: a file that is one block comment (then a small valid board), a
+GNU time (``/usr/bin/time -f %M``): a file that is one block comment (then a small valid board), a
 realistic file (bench/gen.py's flat topology, as many functions as fill the
 size) compiled with ``dtmsi check``, and the same realistic file through the
 parser alone (``dtmsi.parser.parse_statements``: the tokenizer and parser,
@@ -15,7 +15,6 @@ shows the error and its cost.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -49,15 +48,16 @@ def realistic(size: int) -> str:
 
 
 def _run(cmd: list[str], cwd: Path) -> tuple[int, float, int, str]:
-    """Run ``cmd``; its own peak RSS (not the largest of all children so far)."""
+    """Run ``cmd``; its own peak RSS, from GNU time: wait4 from this process
+    would count this process's RSS at fork time (the generated text)."""
     start = time.monotonic()
     with open(cwd / "stderr", "w+b") as err:
-        p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(p.pid, 0)
+        p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(cwd / "peak"), *cmd], cwd=cwd,
+                           stdout=subprocess.DEVNULL, stderr=err)
         err.seek(0)
         first = err.read().decode(errors="replace").splitlines()[:1]
-    return os.waitstatus_to_exitcode(status), time.monotonic() - start, usage.ru_maxrss * 1024, (
-        first[0][:90] if first else "")
+    peak = int((cwd / "peak").read_text().split()[-1]) * 1024
+    return p.returncode, time.monotonic() - start, peak, first[0][:90] if first else ""
 
 
 def main(argv: list[str] | None = None) -> int:
