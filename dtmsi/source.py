@@ -139,10 +139,15 @@ class SourceFile:
             pos = find("\n", pos + 1)
         return pos + 1
 
+    def line_of(self, offset: int) -> int:
+        """1-based line of a character offset (provenance comments ask this
+        of every function: a count over at most one block)."""
+        b = min(offset // _BLOCK, len(self._newlines) - 1)
+        return self._newlines[b] + self.text.count("\n", b * _BLOCK, offset) + 1
+
     def line_col(self, offset: int) -> tuple[int, int]:
         """1-based line and column of a character offset."""
-        b = min(offset // _BLOCK, len(self._newlines) - 1)
-        line = self._newlines[b] + self.text.count("\n", b * _BLOCK, offset) + 1
+        line = self.line_of(offset)
         return line, offset - self.line_start(line) + 1
 
     def line_text(self, line: int) -> str:
@@ -167,7 +172,7 @@ class Span(NamedTuple):
 
     @property
     def line(self) -> int:
-        return self.file.line_col(self.start)[0]
+        return self.file.line_of(self.start)
 
     @property
     def column(self) -> int:
@@ -179,7 +184,8 @@ class Span(NamedTuple):
 
     def short(self) -> str:
         """``file:line`` for provenance comments in generated files."""
-        return f"{printable_name(self.file.stable_name or self.file.name)}:{self.line}"
+        # stable_name is printable already (the lowerer makes it so).
+        return f"{self.file.stable_name or printable_name(self.file.name)}:{self.file.line_of(self.start)}"
 
     def snippet(self) -> list[str]:
         """The source line and a caret line under the span (clipped to that
