@@ -68,8 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="dtmsi-mem-"))
     work.mkdir(parents=True, exist_ok=True)
-    print("| input | size | command | exit | peak RSS | bytes per input byte | seconds |")
-    print("|---|---:|---|---:|---:|---:|---:|")
+    # The interpreter with dtmsi loaded, checking a two-line board: what any
+    # run costs before its input does.
+    empty = work / "empty.msi"
+    empty.write_text(BOARD, encoding="utf-8")
+    _, _, base_check, _ = _run([sys.executable, "-m", "dtmsi", "check", empty.name], work)
+    _, _, base_parse, _ = _run([sys.executable, "-c", PARSE_ONLY, empty.name], work)
+    print(f"baseline: dtmsi check {base_check / MB:.0f} MB, parser only {base_parse / MB:.0f} MB\n")
+    print("| input | size | command | exit | peak RSS | per input byte | above baseline, per byte | seconds |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|")
     for mb in (int(x) for x in args.sizes.split(",")):
         size = mb * MB
         comment = work / f"comment-{mb}.msi"
@@ -88,9 +95,10 @@ def main(argv: list[str] | None = None) -> int:
             rc, seconds, peak, first = _run(cmd, work)
             nbytes = path.stat().st_size
             how = "dtmsi check" if "-m" in cmd else "parser only"
+            base = base_check if "-m" in cmd else base_parse
             note = f" ({first})" if rc else ""
             print(f"| {what} | {nbytes / MB:.1f} MB | {how} | {rc}{note} | {peak / MB:.0f} MB | "
-                  f"{peak / nbytes:.1f} | {seconds:.1f} |", flush=True)
+                  f"{peak / nbytes:.1f} | {(peak - base) / nbytes:.1f} | {seconds:.1f} |", flush=True)
     return 0
 
 
