@@ -1,6 +1,7 @@
 # The two commands the README promises. Both set up a fresh machine first.
 #   make example   compile the bundled QEMU virt example into out/qemu-virt
 #   make test      run every test (lint, types, unit, golden, dtc, gcc, QEMU)
+#   make fuzz      the fuzzers for about an hour (FUZZ_SECONDS=900 per test)
 .PHONY: example test bench lint golden clean fuzz
 
 VENV := .venv/bin

@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             if kind not in kinds:
                 continue
             rc, seconds, peak, first = _run(cmd, work)
+            if peak == 0:  # GNU time once reported 0 here: measure again
+                rc, seconds, peak, first = _run(cmd, work)
             nbytes = path.stat().st_size
             how = "dtmsi check" if "-m" in cmd else "parser only"
             base = base_check if "-m" in cmd else base_parse
