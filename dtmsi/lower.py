@@ -127,6 +127,8 @@ def evaluate(expr: s.Arg, env: Env, what: str = "a number") -> int:
     """
     if type(expr) is s.Num:
         return expr.value
+    if type(expr) is s.Name:
+        return _lookup(expr, env, what)
     # Post-order walk: (node, operands done) on the work stack, values on another.
     work: list[tuple[s.Arg, bool]] = [(expr, False)]
     values: list[int] = []
