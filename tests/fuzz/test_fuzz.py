@@ -6,10 +6,9 @@ to ``harness.judge``, which asserts the promises of issue 10 for every input.
 A last test runs the atheris (libFuzzer, coverage-guided) target for a few
 seconds in a child process.
 
-Budget: ``DTMSI_FUZZ_SECONDS`` per test (default 12, so the four tests stay
-under a minute); once spent, the remaining examples return at once.
-``DTMSI_FUZZ_EXAMPLES`` raises the number of examples. ``make fuzz`` sets
-both for a long run and prints inputs per second.
+Budget: ``DTMSI_FUZZ_SECONDS`` per test (default 8, so the four tests stay
+well under a minute): Hypothesis runs in chunks of 40 examples until it is
+spent. ``make fuzz`` sets it for a long run; ``-s`` prints inputs per second.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,10 +26,13 @@ from hypothesis import HealthCheck, Phase, given, settings
 from tests.fuzz import harness
 from tests.fuzz.inputs import ROOT, mutated_base, mutated_example, programs
 
-BUDGET = float(os.environ.get("DTMSI_FUZZ_SECONDS", "12"))
-EXAMPLES = int(os.environ.get("DTMSI_FUZZ_EXAMPLES", "0"))
+BUDGET = float(os.environ.get("DTMSI_FUZZ_SECONDS", "8"))
 
-FUZZ = settings(
+# One Hypothesis run is a chunk of this many examples; a test runs chunks
+# (each with fresh random choices) until its budget is spent, so the budget
+# bounds it however fast or slow the inputs are.
+CHUNK = settings(
+    max_examples=40,
     deadline=None,
     database=None,
     phases=[Phase.generate, Phase.shrink],
@@ -38,22 +40,14 @@ FUZZ = settings(
 )
 
 
-def _budget(default_examples: int) -> settings:
-    return settings(FUZZ, max_examples=EXAMPLES or default_examples)
-
-
-class _Clock:
-    """Starts at a test's first example (not at import: collection of a
-    long suite would spend the budget)."""
-
-    def __init__(self) -> None:
-        self.start: float | None = None
-
-    def spent(self) -> bool:
-        now = time.monotonic()
-        if self.start is None:
-            self.start = now
-        return now - self.start > BUDGET
+def _run_for_budget(chunk: Callable[[], None]) -> int:
+    start = time.monotonic()
+    chunks = 0
+    while True:
+        chunk()
+        chunks += 1
+        if time.monotonic() - start > BUDGET:
+            return chunks
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -67,39 +61,33 @@ def _report() -> Iterator[None]:
         print(f"\nfuzz (Hypothesis): {total} inputs in {seconds:.0f} s, {rate:.1f} inputs/s\n" + "\n".join(lines))
 
 
-_clock_programs = _Clock()
+def test_generated_programs() -> None:
+    @CHUNK
+    @given(programs())
+    def chunk(files: dict[str, bytes]) -> None:
+        harness.judge(files, "in.msi", "generated")
+
+    _run_for_budget(chunk)
 
 
-@_budget(120)
-@given(programs())
-def test_generated_programs(files: dict[str, bytes]) -> None:
-    if _clock_programs.spent():
-        return
-    harness.judge(files, "in.msi", "generated")
+def test_mutated_examples() -> None:
+    @CHUNK
+    @given(mutated_example())
+    def chunk(case: tuple[dict[str, bytes], str]) -> None:
+        files, top = case
+        harness.judge(files, top, "mutated example")
+
+    _run_for_budget(chunk)
 
 
-_clock_examples = _Clock()
+def test_mutated_base_trees() -> None:
+    @CHUNK
+    @given(mutated_base())
+    def chunk(case: tuple[dict[str, bytes], str]) -> None:
+        files, top = case
+        harness.judge(files, top, "mutated base tree")
 
-
-@_budget(80)
-@given(mutated_example())
-def test_mutated_examples(case: tuple[dict[str, bytes], str]) -> None:
-    if _clock_examples.spent():
-        return
-    files, top = case
-    harness.judge(files, top, "mutated example")
-
-
-_clock_base = _Clock()
-
-
-@_budget(60)
-@given(mutated_base())
-def test_mutated_base_trees(case: tuple[dict[str, bytes], str]) -> None:
-    if _clock_base.spent():
-        return
-    files, top = case
-    harness.judge(files, top, "mutated base tree")
+    _run_for_budget(chunk)
 
 
 def test_harness_catches_a_broken_compiler(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
