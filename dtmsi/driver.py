@@ -155,6 +155,7 @@ def _load_base(machine: Machine, options: CompileOptions, sink: DiagnosticSink):
             tree: Tree = basetree.read_dtb(data)
         else:
             tree = basetree.parse_dts(data.decode("utf-8"), str(path), base_dir=path.parent)
+        basetree.check_cell_counts(tree, str(path))
     except basetree.BaseTreeDepthError as e:
         where = f"{e.filename}:{e.line}:{e.column}: " if e.line else f"{e.filename}: "
         sink.report(C.BASE_TREE_DEPTH, pl.base_span, f"base tree '{pl.base}' cannot be read: {where}{e.message}")

@@ -298,6 +298,20 @@ def test_base_dts_nested_900_deep(tmp_path: Path) -> None:
             files={"deep.dts": dts})
 
 
+@pytest.mark.parametrize("value", ["<3 3>", '"3"', "/bits/ 64 <3>", "<>"])
+def test_base_tree_cells_property_not_one_cell(tmp_path: Path, value: str) -> None:
+    """Found by tests/fuzz: a '#interrupt-cells' of two cells was merged into
+    output on which dtc then dies (livetree.c propval_cell assertion)."""
+    dts = ("/dts-v1/;\n/ {\n\t#address-cells = <2>;\n\t#size-cells = <2>;\n"
+           f"\tintc: interrupt-controller@8000000 {{\n\t\t#interrupt-cells = {value};\n\t}};\n}};\n")
+    text = _base("board.dts")
+    refused(tmp_path, text, "E901", at(text, '"board.dts"'),
+            "/interrupt-controller@8000000: '#interrupt-cells' is not a single 32-bit cell", files={"board.dts": dts})
+    # Control: the same tree with one cell is taken.
+    (tmp_path / "board.dts").write_text(dts.replace(value, "<3>"))
+    assert dtmsi(tmp_path, "compile", "in.msi", "-o", "out").rc == 0
+
+
 def _dtb(depth: int) -> bytes:
     """A blob whose nodes nest ``depth`` below the root (names 'a')."""
     be = struct.Struct(">I").pack

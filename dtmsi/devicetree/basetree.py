@@ -759,6 +759,31 @@ def _check_depth(root: _Node) -> None:
         stack.extend((c, depth + 1) for c in node.children if not c.deleted)
 
 
+def check_cell_counts(tree: Tree, filename: str) -> None:
+    """Every ``#...-cells`` property holds exactly one 32-bit cell.
+
+    dtc only warns about one that does not (``*_is_cell``), then asserts on
+    it in later checks (livetree.c propval_cell) and dies: a tree with one is
+    refused here rather than merged into output dtc cannot read (found by
+    tests/fuzz)."""
+    stack: list[tuple[Node, str]] = [(tree.root, "")]
+    while stack:
+        node, path = stack.pop()
+        for prop in node.properties:
+            if prop.name.startswith("#") and prop.name.endswith("-cells"):
+                chunks = prop.chunks
+                one = (
+                    len(chunks) == 1
+                    and isinstance(chunks[0], Cells)
+                    and chunks[0].bits == 32
+                    and len(chunks[0].values) == 1
+                    and isinstance(chunks[0].values[0], int)
+                )
+                if not one:
+                    raise BaseTreeError(f"{path or '/'}: '{prop.name}' is not a single 32-bit cell", filename, 0, 0)
+        stack.extend((c, f"{path}/{c.name}") for c in reversed(node.children))
+
+
 def _to_tree_node(node: _Node) -> Node:
     props: list[Property] = []
     seen: set[str] = set()
