@@ -312,6 +312,27 @@ def test_base_tree_cells_property_not_one_cell(tmp_path: Path, value: str) -> No
     assert dtmsi(tmp_path, "compile", "in.msi", "-o", "out").rc == 0
 
 
+def test_base_tree_interrupt_parent_not_one_cell(tmp_path: Path) -> None:
+    """Found by tests/fuzz: 'interrupt-parent = <>' made dtc die on the output."""
+    dts = "/dts-v1/;\n/ {\n\t#address-cells = <2>;\n\t#size-cells = <2>;\n\tinterrupt-parent = <>;\n};\n"
+    text = _base("board.dts")
+    refused(tmp_path, text, "E901", at(text, '"board.dts"'), "/: 'interrupt-parent' is not a single 32-bit cell",
+            files={"board.dts": dts})
+
+
+def test_bridge_with_a_non_bridge_class_is_named_pci(tmp_path: Path) -> None:
+    """Found by tests/fuzz: a pci-bridge whose class code is not a bridge's
+    was named by its class ('accelerator@2') with device_type "pci", and dtc
+    warned (pci_bridge). Now its node is 'pci@2', and dtc is silent."""
+    bridge = "    pci-bridge br0 @ 02.0 { id 8086:10d3 class 0x120000; }\n"
+    text = BOARD.replace("    endpoint nic0", bridge + "    endpoint nic0")
+    compiles(tmp_path, text)
+    assert "br0: pci@2 {" in dts_of(tmp_path)
+    r = subprocess.run(["dtc", "-I", "dts", "-O", "dtb", "-o", "/dev/null", str(tmp_path / "out" / "system.dts")],
+                       capture_output=True, text=True, check=True)
+    assert r.stderr == ""
+
+
 def _dtb(depth: int) -> bytes:
     """A blob whose nodes nest ``depth`` below the root (names 'a')."""
     be = struct.Struct(">I").pack

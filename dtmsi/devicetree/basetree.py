@@ -759,8 +759,13 @@ def _check_depth(root: _Node) -> None:
         stack.extend((c, depth + 1) for c in node.children if not c.deleted)
 
 
+# Properties dtc reads with propval_cell (checks.c), which asserts one cell.
+_ONE_CELL = ("interrupt-parent", "phandle", "linux,phandle")
+
+
 def check_cell_counts(tree: Tree, filename: str) -> None:
-    """Every ``#...-cells`` property holds exactly one 32-bit cell.
+    """Every ``#...-cells`` property, and ``interrupt-parent``, holds exactly
+    one 32-bit cell.
 
     dtc only warns about one that does not (``*_is_cell``), then asserts on
     it in later checks (livetree.c propval_cell) and dies: a tree with one is
@@ -770,14 +775,15 @@ def check_cell_counts(tree: Tree, filename: str) -> None:
     while stack:
         node, path = stack.pop()
         for prop in node.properties:
-            if prop.name.startswith("#") and prop.name.endswith("-cells"):
+            count = prop.name.startswith("#") and prop.name.endswith("-cells")
+            if count or prop.name in _ONE_CELL:
                 chunks = prop.chunks
                 one = (
                     len(chunks) == 1
                     and isinstance(chunks[0], Cells)
                     and chunks[0].bits == 32
                     and len(chunks[0].values) == 1
-                    and isinstance(chunks[0].values[0], int)
+                    and (isinstance(chunks[0].values[0], int) or not count)
                 )
                 if not one:
                     raise BaseTreeError(f"{path or '/'}: '{prop.name}' is not a single 32-bit cell", filename, 0, 0)
