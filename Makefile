@@ -1,7 +1,8 @@
 # The two commands the README promises. Both set up a fresh machine first.
 #   make example   compile the bundled QEMU virt example into out/qemu-virt
 #   make test      run every test (lint, types, unit, golden, dtc, gcc, QEMU)
-.PHONY: example test bench lint golden clean
+#   make fuzz      the fuzzers for about an hour (FUZZ_SECONDS=900 per test)
+.PHONY: example test bench lint golden clean fuzz
 
 VENV := .venv/bin
 
@@ -19,6 +20,13 @@ test:
 bench:
 	@scripts/bootstrap.sh
 	$(VENV)/python -m bench.run
+
+# The fuzzers for longer than the test suite's minute: FUZZ_SECONDS per
+# Hypothesis test (three of them) and 3/4 of it for atheris; prints inputs/s.
+FUZZ_SECONDS ?= 900
+fuzz:
+	@scripts/bootstrap.sh
+	DTMSI_FUZZ_SECONDS=$(FUZZ_SECONDS) $(VENV)/pytest -q -s -p no:cacheprovider tests/fuzz
 
 # Regenerate golden files: only on purpose, then review the diff.
 golden:

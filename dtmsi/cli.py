@@ -34,12 +34,14 @@ def _emit(result_sink: object, fmt: str, werror: bool, color: bool, writes: bool
     assert isinstance(result_sink, DiagnosticSink)
     diags = list(result_sink)
     if fmt == "json":
-        click.echo(to_json(diags, werror=werror), err=True)
+        click.echo(to_json(diags, werror=werror, omitted=result_sink.omitted), err=True)
         return
     for d in diags:
         click.echo(render_text(d, werror=werror, color=color), err=True)
-    errors = sum(1 for d in diags if d.code.is_error or werror)
-    warnings = len(diags) - errors
+    if result_sink.omitted:
+        click.echo(f"dtmsi: {result_sink.omitted} more diagnostic(s) not shown", err=True)
+    errors = result_sink.error_count
+    warnings = len(diags) + result_sink.omitted - errors
     if errors:
         tail = "; nothing written" if writes else ""
         click.echo(f"dtmsi: {errors} error(s){f', {warnings} warning(s)' if warnings else ''}{tail}", err=True)

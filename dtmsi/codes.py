@@ -51,6 +51,17 @@ MISSING_SETTING = _code("E110", "required setting missing")
 BAD_VALUE = _code("E111", "value not allowed here")
 TEMPLATE_ARGS = _code("E112", "wrong number of template arguments")
 TEMPLATE_RECURSION = _code("E113", "template uses itself")
+# Limits (dtmsi/limits.py): what keeps every compile bounded in time and memory.
+NUMBER_DIGITS = _code("E114", "number literal has too many digits")
+VALUE_WIDTH = _code("E115", "value wider than 128 bits")
+NESTING_DEPTH = _code("E116", "blocks, expressions or template uses nested too deeply")
+INCLUDE_DEPTH = _code("E117", "includes nested too deeply")
+REPEAT_SIZE = _code("E118", "repeat or list too long")
+EXPANSION_LIMIT = _code("E119", "too many statements after expansion")
+INPUT_FILE = _code("E120", "input is not a regular file or is too large")
+STRING_LENGTH = _code("E121", "string too long")
+INTERPOLATION_WIDTH = _code("E122", "interpolation width or precision too large")
+STATEMENT_LENGTH = _code("E123", "statement too long")
 
 # 2xx: names and references
 UNKNOWN_NAME = _code("E201", "unknown name")
@@ -163,3 +174,4 @@ POLICY_NOTHING_AVAILABLE = _code("W970", "a default, class or inherited policy n
 # 98x: overlays
 OVERLAY_NO_BASE = _code("W980", "overlay asked for, but there is no base tree to apply it to")
 OVERLAY_BASE_REF = _code("E981", "overlay cannot refer to a node of the base tree")
+BASE_TREE_DEPTH = _code("E915", "base device tree nested too deeply")

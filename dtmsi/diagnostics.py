@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from dtmsi.codes import Code
+from dtmsi.limits import MAX_DIAGNOSTICS, MAX_MESSAGE_CHARS
 from dtmsi.source import Span
 
 
@@ -47,6 +48,10 @@ class DiagnosticSink:
     werror: bool = False
     silenced: frozenset[str] = frozenset()
     _said: set[tuple[str, str, int, int, str]] = field(default_factory=set, repr=False)
+    # Past MAX_DIAGNOSTICS, diagnostics are counted, not kept: a file with a
+    # million bad lines gives a bounded report.
+    omitted: int = 0
+    omitted_errors: int = 0
 
     def report(
         self,
@@ -61,11 +66,16 @@ class DiagnosticSink:
             return
         # A template used many times (or a repeat body) would say the same
         # thing at the same place once per use: say it once.
+        message = clip(message)
         key = _said_key(code, span, message)
         if key in self._said:
             return
+        if len(self.items) >= MAX_DIAGNOSTICS:
+            self.omitted += 1
+            self.omitted_errors += code.is_error
+            return
         self._said.add(key)
-        self.items.append(Diagnostic(code, message, span, notes, hint))
+        self.items.append(Diagnostic(code, message, span, notes, clip(hint) if hint else hint))
 
     def mark(self) -> int:
         """A point to :meth:`rollback` to."""
@@ -79,7 +89,8 @@ class DiagnosticSink:
 
     @property
     def error_count(self) -> int:
-        return sum(1 for d in self.items if d.code.is_error or self.werror)
+        omitted = self.omitted if self.werror else self.omitted_errors
+        return sum(1 for d in self.items if d.code.is_error or self.werror) + omitted
 
     @property
     def has_errors(self) -> bool:
@@ -87,6 +98,15 @@ class DiagnosticSink:
 
     def __iter__(self) -> Iterator[Diagnostic]:
         return iter(sorted(self.items, key=Diagnostic.sort_key))
+
+
+def clip(text: str) -> str:
+    """``text`` cut in the middle to MAX_MESSAGE_CHARS (messages quote the
+    input, and an input word may be megabytes long)."""
+    if len(text) <= MAX_MESSAGE_CHARS:
+        return text
+    keep = MAX_MESSAGE_CHARS // 2 - 10
+    return f"{text[:keep]} ...[{len(text) - 2 * keep} characters]... {text[-keep:]}"
 
 
 def _said_key(code: Code, span: Span, message: str) -> tuple[str, str, int, int, str]:
@@ -117,7 +137,7 @@ def render_text(diag: Diagnostic, *, werror: bool = False, color: bool = False) 
     return "\n".join(lines)
 
 
-def to_json(diags: list[Diagnostic], *, werror: bool = False) -> str:
+def to_json(diags: list[Diagnostic], *, werror: bool = False, omitted: int = 0) -> str:
     def span_obj(span: Span) -> dict[str, object]:
         line, col = span.file.line_col(span.start)
         end_line, end_col = span.file.line_col(span.end)
@@ -140,4 +160,7 @@ def to_json(diags: list[Diagnostic], *, werror: bool = False) -> str:
         }
         for d in diags
     ]
-    return json.dumps({"diagnostics": out}, indent=2, sort_keys=True)
+    doc: dict[str, object] = {"diagnostics": out}
+    if omitted:
+        doc["omitted"] = omitted  # beyond MAX_DIAGNOSTICS: counted, not listed
+    return json.dumps(doc, indent=2, sort_keys=True)

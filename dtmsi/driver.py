@@ -31,8 +31,18 @@ from dtmsi.model import Machine
 if TYPE_CHECKING:
     from dtmsi.alloc import AllocationResult
     from dtmsi.devicetree.tree import Tree
+from dtmsi.limits import MAX_BASE_TREE_BYTES
 from dtmsi.options import CompileOptions
-from dtmsi.source import BUILTIN, STDIN_NAME, SourceFile, Span, find_include
+from dtmsi.source import (
+    BUILTIN,
+    STDIN_NAME,
+    InputFileError,
+    SourceFile,
+    Span,
+    find_include,
+    printable_name,
+    read_input_bytes,
+)
 
 Progress = Callable[[str], None]
 
@@ -72,7 +82,7 @@ def analyse(
     if sink.has_errors:
         return None
     progress("resolving")
-    machine = resolve(program, sink, Path(display).name)
+    machine = resolve(program, sink, printable_name(Path(display).name))
     del program  # the model keeps what it needs (spans, names); the rest can go
     if sink.has_errors:
         return None
@@ -140,7 +150,7 @@ def _compile(options: CompileOptions, progress: Progress) -> CompileResult:
             inputs = [f for f in machine.files if f != STDIN_NAME]
             if machine.platform.base is not None:
                 inputs.append(str(_base_path(machine, options)))
-            if write_if_changed(options.depfile, depfile_text(targets, inputs).encode()):
+            if write_if_changed(options.depfile, depfile_text(targets, inputs).encode("utf-8", "surrogateescape")):
                 result.written.append(options.depfile)
     except OSError as e:
         outputs.discard()
@@ -181,9 +191,9 @@ def _load_base(machine: Machine, options: CompileOptions, sink: DiagnosticSink):
     assert pl.base_span is not None
     path = _base_path(machine, options)
     try:
-        data = path.read_bytes()
-    except OSError as e:
-        sink.report(C.BASE_TREE, pl.base_span, f"cannot read base tree '{pl.base}': {e.strerror}")
+        data = read_input_bytes(path, MAX_BASE_TREE_BYTES)
+    except InputFileError as e:
+        sink.report(C.BASE_TREE, pl.base_span, f"cannot read base tree '{pl.base}': {e.reason}")
         return None
     entry = _base_entry(data, path)
     tree = _cached_base(entry) if entry is not None else None
@@ -197,6 +207,10 @@ def _load_base(machine: Machine, options: CompileOptions, sink: DiagnosticSink):
                 tree = basetree.parse_dts(data.decode("utf-8"), str(path), base_dir=path.parent)
                 if entry is not None:
                     _remember_base(entry, tree)
+        except basetree.BaseTreeDepthError as e:
+            where = f"{e.filename}:{e.line}:{e.column}: " if e.line else f"{e.filename}: "
+            sink.report(C.BASE_TREE_DEPTH, pl.base_span, f"base tree '{pl.base}' cannot be read: {where}{e.message}")
+            return None
         except basetree.BaseTreeError as e:
             where = f"{e.filename}:{e.line}:{e.column}: " if getattr(e, "line", None) else ""
             sink.report(C.BASE_TREE, pl.base_span, f"base tree '{pl.base}' cannot be read: {where}{e.message}")
@@ -204,8 +218,15 @@ def _load_base(machine: Machine, options: CompileOptions, sink: DiagnosticSink):
         except (UnicodeDecodeError, ValueError) as e:
             sink.report(C.BASE_TREE, pl.base_span, f"base tree '{pl.base}' cannot be read: {e}")
             return None
+    from dtmsi.devicetree import basetree
     from dtmsi.devicetree.basecheck import check_base_tree
 
+    try:  # on a cached tree too: a tree is cached before this check
+        basetree.check_cell_counts(tree, str(path))
+    except basetree.BaseTreeError as e:
+        where = f"{e.filename}:{e.line}:{e.column}: " if getattr(e, "line", None) else ""
+        sink.report(C.BASE_TREE, pl.base_span, f"base tree '{pl.base}' cannot be read: {where}{e.message}")
+        return None
     # dtc's own warnings about the base (W930), whether the tree came from the cache or not
     check_base_tree(path, os.path.normpath(path), data[:4] == _DTB_MAGIC, pl.base_span, sink)
     return tree

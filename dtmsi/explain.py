@@ -34,6 +34,7 @@ _PCI_MSI = "PCI Local Bus Specification 3.0 sec. 6.8"
 _DT = "Devicetree Specification v0.4"
 _MSI_MAP = "Linux Documentation/devicetree/bindings/pci/pci-msi.txt; drivers/of/base.c of_map_id()"
 _PSERIES = "Linux arch/powerpc/platforms/pseries/msi.c"
+_LIMIT = "dtmsi's own limit (dtmsi/limits.py; the README's 'Limits' table), far above what a real machine needs"
 
 EXPLANATIONS: dict[str, Explanation] = {
     # 1xx: source, syntax, includes, expressions
@@ -59,6 +60,26 @@ EXPLANATIONS: dict[str, Explanation] = {
     "E112": _e("A 'use TEMPLATE(...)' gives a different number of arguments than the template declares "
                "parameters."),
     "E113": _e("A template uses itself, directly or through other templates: it would expand forever."),
+    "E114": _e("A number literal has more than 128 digits (the prefix and '_' not counted). No value dtmsi "
+               "takes is that wide, and converting a very long decimal costs time that grows with its square.",
+               _LIMIT),
+    "E115": _e("A value, written or computed, lies outside -2**128..2**128: nothing in PCI or a device tree "
+               "is wider, and unbounded arithmetic (squaring a constant again and again) would grow without end.",
+               _LIMIT),
+    "E116": _e("Blocks, template uses or an expression's parentheses and unary operators nest deeper than "
+               "64 (blocks, uses) or 100 (expressions).", _LIMIT),
+    "E117": _e("Includes nest more than 16 deep; the note names the outermost file.", _LIMIT),
+    "E118": _e("One 'repeat' runs through more than 1,048,576 values, or one 'cpus' list names more than "
+               "65,536 CPUs (a PCI domain has at most 65,536 functions).", _LIMIT),
+    "E119": _e("'repeat' and 'use' expand to more statements than the limit (1,000,000 plus one per 8 bytes "
+               "of source): nested loops or templates that use one another multiply quickly. It is reported "
+               "at the outermost repeat or use being expanded.", _LIMIT),
+    "E120": _e("An input (the .msi file or an include) is not a regular file (a directory, a FIFO, a device "
+               "such as /dev/zero) or is larger than 256 MiB; it is refused without being read.", _LIMIT),
+    "E121": _e("A string literal is longer than 4,096 characters.", _LIMIT),
+    "E122": _e("An interpolation's width or precision ('{v:08x}') is above 64: it would only pad.", _LIMIT),
+    "E123": _e("One statement has more than 16,384 words and symbols of its own, or one top-level statement "
+               "more than 2,000,000 with everything inside it: end it with ';' or split it.", _LIMIT),
     # 2xx: names and references
     "E201": _e("A name (controller, template, policy, PE, partition, constant) is used but never declared; "
                "the hint suggests a close spelling when there is one."),
@@ -242,6 +263,9 @@ EXPLANATIONS: dict[str, Explanation] = {
                "would replace a node dtmsi generates."),
     "E905": _e("An output cannot be written (a directory in the way, no permission, a full disk). Nothing is "
                "replaced: every output is staged and renamed into place only when all are written."),
+    "E915": _e("The base tree nests nodes more than 64 deep; Linux reads device trees at most that deep "
+               "(FDT_MAX_DEPTH), so such a tree could not be a real board's.", "Linux scripts/dtc/libfdt, "
+               "drivers/of/fdt.c (FDT_MAX_DEPTH 64)"),
     "W930": _e("dtc itself warns about (or rejects) the base tree: dtmsi runs the platform's 'base' file "
                "through dtc and reports each of its complaints at the line of the base file it names, since "
                "whatever is wrong there is copied into every output tree.",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -22,8 +23,18 @@ from dtmsi import codes as C
 from dtmsi import syntax as s
 from dtmsi.codes import Code
 from dtmsi.diagnostics import DiagnosticSink, Note
+from dtmsi.limits import (
+    EXPANSION_BYTES,
+    MAX_BLOCK_DEPTH,
+    MAX_CPU_LIST,
+    MAX_EXPANSION,
+    MAX_INCLUDE_DEPTH,
+    MAX_INTERPOLATION_WIDTH,
+    MAX_REPEAT,
+    MAX_VALUE_BITS,
+)
 from dtmsi.parser import ParseError, parse, parse_statements
-from dtmsi.source import SourceFile, Span, find_include
+from dtmsi.source import InputFileError, SourceFile, Span, find_include, printable_name, read_input_text
 
 _T = TypeVar("_T")
 _UNSET = object()
@@ -50,11 +61,20 @@ class _Restart(Exception):
     """Lowering while parsing met something only the whole file can answer."""
 
 
+class _Expansion(Exception):
+    """The expansion limit reached at ``span``: nothing more is lowered."""
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+
+
 def _fail(code: Code, span: Span, message: str, hint: str | None = None) -> NoReturn:
     raise _Bad(code, span, message, hint)
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
+    if len(name) > 64:  # no name is that long; difflib would index every character
+        return None
     close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None
 
@@ -99,49 +119,147 @@ class Template:
 
 
 def evaluate(expr: s.Arg, env: Env, what: str = "a number") -> int:
-    if isinstance(expr, s.Num):
+    """The value of an integer expression.
+
+    Iterative, not recursive: a flat 5,000-term sum is a tree 5,000 deep.
+    Every value, computed or literal, stays within MAX_VALUE_BITS, so no
+    input can make Python compute numbers of millions of digits.
+    """
+    if type(expr) is s.Num:
         return expr.value
-    if isinstance(expr, s.Name):
-        if len(expr.parts) == 1:
-            v = env.lookup(expr.parts[0])
-            if v is not None:
-                return v
-            hint = did_you_mean(expr.parts[0], env.names())
-            if hint is None and re.fullmatch(r"[A-Za-z_]\w*-\w+", expr.parts[0]):
-                hint = "subtraction needs spaces around '-': write 'a - b'"
-            _fail(C.UNKNOWN_NAME, expr.span, f"unknown constant '{expr.parts[0]}'", hint)
-        _fail(C.BAD_VALUE, expr.span, f"expected {what}, found '{expr.text}'")
-    if isinstance(expr, s.Paren):
-        return evaluate(expr.inner, env, what)
-    if isinstance(expr, s.UnOp):
-        v = evaluate(expr.operand, env, what)
-        return -v if expr.op == "-" else ~v
-    if isinstance(expr, s.BinOp):
-        a = evaluate(expr.left, env, what)
-        b = evaluate(expr.right, env, what)
-        op = expr.op
-        if op == "+":
-            return a + b
-        if op == "-":
-            return a - b
-        if op == "*":
-            return a * b
-        if op in ("/", "%"):
-            if b == 0:
-                _fail(C.DIVISION_BY_ZERO, expr.right.span, "division by zero")
-            return a // b if op == "/" else a % b
-        if op == "<<":
-            if b < 0 or b > 128:
-                _fail(C.NUMBER_RANGE, expr.right.span, f"shift count {b} outside 0..128")
-            return a << b
-        if op == ">>":
-            return a >> b
-        if op == "&":
-            return a & b
-        if op == "|":
-            return a | b
-        return a ^ b
-    _fail(C.BAD_VALUE, expr.span, f"expected {what}, found {_describe(expr)}")
+    if type(expr) is s.Name:
+        return _lookup(expr, env, what)
+    # Post-order walk: (node, operands done) on the work stack, values on another.
+    work: list[tuple[s.Arg, bool]] = [(expr, False)]
+    values: list[int] = []
+    while work:
+        e, done = work.pop()
+        if type(e) is s.Num:
+            values.append(e.value)
+        elif type(e) is s.Name:
+            values.append(_lookup(e, env, what))
+        elif type(e) is s.Paren:
+            work.append((e.inner, False))
+        elif type(e) is s.UnOp:
+            if done:
+                v = values.pop()
+                values.append(-v if e.op == "-" else ~v)
+            else:
+                work.append((e, True))
+                work.append((e.operand, False))
+        elif type(e) is s.BinOp:
+            if done:
+                b = values.pop()
+                a = values.pop()
+                values.append(_binary(e, a, b))
+            else:
+                work.append((e, True))
+                work.append((e.right, False))
+                work.append((e.left, False))
+        else:
+            _fail(C.BAD_VALUE, e.span, f"expected {what}, found {_describe(e)}")
+    return values[0]
+
+
+def _lookup(expr: s.Name, env: Env, what: str) -> int:
+    if len(expr.parts) == 1:
+        v = env.lookup(expr.parts[0])
+        if v is not None:
+            return v
+        hint = did_you_mean(expr.parts[0], env.names())
+        if hint is None and re.fullmatch(r"[A-Za-z_]\w*-\w+", expr.parts[0]):
+            hint = "subtraction needs spaces around '-': write 'a - b'"
+        _fail(C.UNKNOWN_NAME, expr.span, f"unknown constant '{expr.parts[0]}'", hint)
+    _fail(C.BAD_VALUE, expr.span, f"expected {what}, found '{expr.text}'")
+
+
+_VALUE_LIMIT = 1 << MAX_VALUE_BITS
+
+
+def _binary(expr: s.BinOp, a: int, b: int) -> int:
+    op = expr.op
+    if op == "+":
+        v = a + b
+    elif op == "-":
+        v = a - b
+    elif op == "*":
+        v = a * b
+    elif op in ("/", "%"):
+        if b == 0:
+            _fail(C.DIVISION_BY_ZERO, expr.right.span, "division by zero")
+        v = a // b if op == "/" else a % b
+    elif op == "<<":
+        if b < 0 or b > MAX_VALUE_BITS:
+            _fail(C.NUMBER_RANGE, expr.right.span, f"shift count {b} outside 0..{MAX_VALUE_BITS}")
+        v = a << b
+    elif op == ">>":
+        if b < 0:
+            _fail(C.NUMBER_RANGE, expr.right.span, f"shift count {b} is negative")
+        v = a >> b
+    elif op == "&":
+        v = a & b
+    elif op == "|":
+        v = a | b
+    else:
+        v = a ^ b
+    if not -_VALUE_LIMIT < v < _VALUE_LIMIT:
+        _fail(
+            C.VALUE_WIDTH,
+            expr.span,
+            f"the value of this expression is wider than {MAX_VALUE_BITS} bits",
+            "addresses, sizes and counts fit in 64 bits",
+        )
+    return v
+
+
+# Parser errors by their code (the parser does not import the catalogue).
+_PARSE_CODES: dict[str, Code] = {
+    c.id: c
+    for c in (
+        C.SYNTAX,
+        C.UNTERMINATED,
+        C.BAD_VALUE,
+        C.NUMBER_DIGITS,
+        C.VALUE_WIDTH,
+        C.NESTING_DEPTH,
+        C.STRING_LENGTH,
+        C.STATEMENT_LENGTH,
+    )
+}
+
+
+def _in_minus(arg: s.Arg) -> tuple[s.Name, s.Arg] | None:
+    """``in - 1 .. 2`` (how "in -1..2" parses) -> ``in`` and ``-1 .. 2``;
+    None if ``arg`` is not of that shape.
+
+    The leftmost operand of the expression is ``in - X``; the minus is
+    unary, so it goes onto X's own leftmost operand (unary minus binds
+    tighter than any binary operator: "in -7 / 2" is (-7) / 2)."""
+    lo = arg.lo if isinstance(arg, s.RangeArg) else arg
+    spine: list[s.BinOp] = []
+    e = lo
+    while isinstance(e, s.BinOp) and not (e.op == "-" and isinstance(e.left, s.Name) and e.left.text == "in"):
+        spine.append(e)
+        e = e.left
+    if not (isinstance(e, s.BinOp) and isinstance(e.left, s.Name) and e.left.text == "in"):
+        return None
+    word = e.left
+    file = e.span.file
+    minus = file.text.rfind("-", word.span.end, e.right.span.start)
+    # Negate the leftmost operand of X.
+    path: list[s.BinOp] = []
+    x: s.Expr = e.right
+    while isinstance(x, s.BinOp):
+        path.append(x)
+        x = x.left
+    new: s.Expr = s.UnOp("-", x, Span(file, minus, x.span.end))
+    for node in reversed(path):
+        new = s.BinOp(node.op, new, node.right, Span(file, minus, node.span.end))
+    for node in reversed(spine):
+        new = s.BinOp(node.op, new, node.right, Span(file, minus, node.span.end))
+    if isinstance(arg, s.RangeArg):
+        return word, s.RangeArg(new, arg.hi, Span(file, minus, arg.span.end))
+    return word, new
 
 
 def _describe(arg: s.Arg) -> str:
@@ -165,6 +283,12 @@ def _describe(arg: s.Arg) -> str:
 
 
 _INTERP = re.compile(r"\{([^{}]*)\}")
+# Python's format mini-language for an integer, with width and precision
+# capped (digits beyond the cap are still matched, then refused).
+_FORMAT_SPEC = re.compile(
+    r"(?:.?[<>=^])?[+\- ]?z?#?0?(?P<width>[0-9]{1,20})?[_,]?(?:\.(?P<precision>[0-9]{1,20}))?[bcdoxXn]?"
+)
+_FORMAT_HINT = "formats: {i}, {i:x}, {i:02x}, {i:b}, {i:d} (width at most 64)"
 
 
 # ---------------------------------------------------------------- argument cursor
@@ -319,10 +443,23 @@ def interpolate(arg: s.StrArg, env: Env) -> str:
                 f"unknown name '{inner.strip()}' in \"{arg.text}\"",
                 did_you_mean(inner.strip(), env.names()),
             )
+        # Width and precision are checked before format() runs: "{v:300000000}"
+        # would build a 300 MB string first.
+        spec = _FORMAT_SPEC.fullmatch(fmt)
+        if spec is None:
+            _fail(C.BAD_VALUE, arg.span, f"bad format '{fmt}' in \"{arg.text}\"", _FORMAT_HINT)
+        for part in ("width", "precision"):
+            if spec[part] and int(spec[part]) > MAX_INTERPOLATION_WIDTH:
+                _fail(
+                    C.INTERPOLATION_WIDTH,
+                    arg.span,
+                    f"{part} {spec[part]} in '{{{m.group(1)}}}' is above {MAX_INTERPOLATION_WIDTH}",
+                )
         try:
             return format(v, fmt)
-        except ValueError:
-            _fail(C.BAD_VALUE, arg.span, f"bad format '{fmt}' in \"{arg.text}\"")
+        except (ValueError, OverflowError):
+            # e.g. 'c' of a negative number or of one beyond U+10FFFF
+            _fail(C.BAD_VALUE, arg.span, f"format '{fmt}' cannot show {v} in \"{arg.text}\"", _FORMAT_HINT)
 
     text = _INTERP.sub(sub, arg.text)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(-[A-Za-z0-9_]+)*", text):
@@ -331,25 +468,44 @@ def interpolate(arg: s.StrArg, env: Env) -> str:
 
 
 def _linear_in_cpus(expr: s.Arg, env: Env) -> tuple[int, int]:
-    """``a * cpus + b`` -> (a, b); any other use of ``cpus`` is refused."""
-    if isinstance(expr, s.Name) and expr.text == "cpus":
-        return 1, 0
-    if isinstance(expr, s.Paren):
-        return _linear_in_cpus(expr.inner, env)
-    if isinstance(expr, s.BinOp) and expr.op in ("+", "-", "*"):
-        la, lb = _linear_in_cpus(expr.left, env)
-        ra, rb = _linear_in_cpus(expr.right, env)
-        if expr.op == "+":
-            return la + ra, lb + rb
-        if expr.op == "-":
-            return la - ra, lb - rb
-        if la and ra:
-            _fail(C.BAD_VALUE, expr.span, "vectors must be linear in 'cpus' (e.g. 2 * cpus + 1)")
-        return la * rb + ra * lb, lb * rb
-    if isinstance(expr, s.UnOp) and expr.op == "-":
-        a, b = _linear_in_cpus(expr.operand, env)
-        return -a, -b
-    return 0, evaluate(expr, env, "a vector count")
+    """``a * cpus + b`` -> (a, b); any other use of ``cpus`` is refused.
+
+    Iterative like :func:`evaluate` (a 1,500-term sum is a tree that deep);
+    subtrees without ``cpus`` are handed to it whole."""
+    work: list[tuple[s.Arg, bool]] = [(expr, False)]
+    values: list[tuple[int, int]] = []
+    while work:
+        e, done = work.pop()
+        if isinstance(e, s.Name) and e.text == "cpus":
+            values.append((1, 0))
+        elif isinstance(e, s.Paren):
+            work.append((e.inner, False))
+        elif isinstance(e, s.BinOp) and e.op in ("+", "-", "*"):
+            if not done:
+                work.extend(((e, True), (e.right, False), (e.left, False)))
+                continue
+            ra, rb = values.pop()
+            la, lb = values.pop()
+            if e.op == "+":
+                pair = (la + ra, lb + rb)
+            elif e.op == "-":
+                pair = (la - ra, lb - rb)
+            else:
+                if la and ra:
+                    _fail(C.BAD_VALUE, e.span, "vectors must be linear in 'cpus' (e.g. 2 * cpus + 1)")
+                pair = (la * rb + ra * lb, lb * rb)
+            if not all(-_VALUE_LIMIT < v < _VALUE_LIMIT for v in pair):
+                _fail(C.VALUE_WIDTH, e.span, f"the value of this expression is wider than {MAX_VALUE_BITS} bits")
+            values.append(pair)
+        elif isinstance(e, s.UnOp) and e.op == "-":
+            if not done:
+                work.extend(((e, True), (e.operand, False)))
+                continue
+            a, b = values.pop()
+            values.append((-a, -b))
+        else:
+            values.append((0, evaluate(e, env, "a vector count")))
+    return values[0]
 
 
 def _split_plus(expr: s.Arg, env: Env, what: str) -> tuple[int, int]:
@@ -433,6 +589,11 @@ class Lowerer:
         self._templated: set[tuple[int, int, int]] = set()
         self._top_dir = Path(".")
         self.streaming = False
+        # Statements expanded so far (and CPU numbers listed), and how many
+        # may be: MAX_EXPANSION, plus one per EXPANSION_BYTES of source read.
+        self._expanded = 0
+        self._expansion_limit_now = MAX_EXPANSION
+        self._expanding: list[Span] = []  # the 'repeat' and 'use' statements being expanded
 
     # ------------------------------------------------------------ entry
 
@@ -449,13 +610,28 @@ class Lowerer:
             self.sink.rollback(mark)
         return Lowerer(self.sink, self.read_file, self.include_dirs)._lower_whole(path, display, text)
 
+    def _expansion_limit(self, e: _Expansion) -> ast.Program:
+        self._report(
+            _Bad(
+                C.EXPANSION_LIMIT,
+                e.span,
+                f"more than {self._expansion_limit_now} statements after expanding 'repeat' and 'use'",
+                "a loop or template nesting multiplies: check the counts",
+            )
+        )
+        _USE_SITES.clear()
+        return self.program
+
     def _lower_whole(self, path: Path, display: str, text: str | None) -> ast.Program:
         self.streaming = False
         self._top_dir = path.parent
         stmts = self._load(path, display, text, None)
         if stmts is not None:
             self._collect_templates(stmts)
-            self._lower_statements(stmts)
+            try:
+                self._lower_statements(stmts)
+            except _Expansion as e:
+                return self._expansion_limit(e)
         return self.program
 
     def _lower_streaming(self, path: Path, display: str, text: str | None) -> ast.Program:
@@ -482,6 +658,8 @@ class Lowerer:
                     self._lower_statements([st])
         except ParseError:
             raise _Restart() from None
+        except _Expansion as e:
+            return self._expansion_limit(e)
         self._stack.pop()
         return self.program
 
@@ -499,7 +677,9 @@ class Lowerer:
         """The file to read next and its resolved path, noted as read; None for
         a file already included (a diamond), an include cycle or an unreadable
         file (those two reported)."""
-        key = path.resolve()
+        # realpath, not Path.resolve(): a symlink loop is then an unreadable
+        # file (ELOOP below), not a RuntimeError.
+        key = Path(os.path.realpath(path))
         if key in self._stack:
             assert include_span is not None
             cycle = " -> ".join(p.name for p in [*self._stack, key][self._stack.index(key) :])
@@ -510,23 +690,31 @@ class Lowerer:
         if text is None:
             try:
                 text = self.read_file(path)
-            except (OSError, UnicodeDecodeError) as e:
+            except (OSError, UnicodeDecodeError, InputFileError) as e:
                 if include_span is None:
                     include_span = Span(SourceFile(display, ""), 0, 0)
-                reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+                code = C.INCLUDE_NOT_FOUND
+                if isinstance(e, InputFileError):
+                    reason = e.reason
+                    if e.limit:
+                        code = C.INPUT_FILE
+                else:
+                    reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
                 hint = None
-                if isinstance(e, FileNotFoundError) and include_span.file.text:  # an include, not the input
+                missing = isinstance(e, FileNotFoundError) or (isinstance(e, InputFileError) and e.missing)
+                if missing and include_span.file.text:  # an include, not the input
                     where = [include_span.file.name.rpartition("/")[0] or ".", *map(str, self.include_dirs)]
                     hint = f"looked in {', '.join(where)}" + ("" if self.include_dirs else "; -I DIR adds a directory")
-                self.sink.report(C.INCLUDE_NOT_FOUND, include_span, f"cannot read '{display}': {reason}", hint=hint)
+                self.sink.report(code, include_span, f"cannot read '{display}': {reason}", hint=hint)
                 return None
         self._included.add(key)
+        self._expansion_limit_now += len(text) // EXPANSION_BYTES
         self.program.files.append(display)
         try:
             stable = path.relative_to(self._top_dir).as_posix()
         except ValueError:
             stable = path.name
-        return SourceFile(display, text, stable), key
+        return SourceFile(display, text, printable_name(stable)), key
 
     def _load(self, path: Path, display: str, text: str | None, include_span: Span | None) -> list[s.Stmt] | None:
         opened = self._open(path, display, text, include_span)
@@ -536,8 +724,7 @@ class Lowerer:
         try:
             stmts = parse(file)
         except ParseError as e:
-            code = C.UNTERMINATED if e.code == "E102" else C.SYNTAX
-            self.sink.report(code, e.span, e.message, hint=e.hint)
+            self.sink.report(_PARSE_CODES.get(e.code, C.SYNTAX), e.span, e.message, hint=e.hint)
             return None
         # Expand includes in place, depth-first, so declarations keep file order.
         out: list[s.Stmt] = []
@@ -562,6 +749,18 @@ class Lowerer:
                 _fail(C.SYNTAX, st.span, "'include' takes no block")
         except _Bad as b:
             self._report(b)
+            return None
+        if len(self._stack) >= MAX_INCLUDE_DEPTH:
+            # Checked before reading: a chain of 1,000 includes is refused at
+            # the first one too deep, with the chain so far cut short.
+            self._report(
+                _Bad(
+                    C.INCLUDE_DEPTH,
+                    span,
+                    f"includes nested more than {MAX_INCLUDE_DEPTH} deep",
+                    f"the outermost is {self._stack[0].name}",
+                )
+            )
             return None
         sub_path, sub_display = find_include(name, path.parent, str(Path(display).parent), self.include_dirs)
         return self._load(sub_path, sub_display, None, span)
@@ -625,6 +824,7 @@ class Lowerer:
     def _expand(self, stmts: tuple[s.Stmt, ...] | list[s.Stmt], env: Env) -> Iterator[tuple[s.Stmt, Env]]:
         """Yield the statements of a block with const/use/repeat/template handled."""
         for st in stmts:
+            self._count(st)
             w = st.word
             if w == "template":
                 if env is not self.globals:
@@ -642,13 +842,20 @@ class Lowerer:
                 except _Bad as b:
                     self._report(b)
                     continue
+                if len(self._using) >= MAX_BLOCK_DEPTH:
+                    self._report(
+                        _Bad(C.NESTING_DEPTH, st.span, f"template uses nested more than {MAX_BLOCK_DEPTH} deep")
+                    )
+                    continue
                 self._using.append(tname)
                 _USE_SITES.append((tname, st.span))
+                self._expanding.append(st.span)
                 try:
                     yield from self._expand(tbody, inner)
                 finally:
                     self._using.pop()
                     _USE_SITES.pop()
+                    self._expanding.pop()
                 continue
             if w == "repeat":
                 try:
@@ -656,8 +863,13 @@ class Lowerer:
                 except _Bad as b:
                     self._report(b)
                     continue
-                for v in values:
-                    yield from self._expand(body, env.child({var: v} if var else {}))
+                self._expanding.append(st.span)
+                try:
+                    for v in values:
+                        self._count(st)
+                        yield from self._expand(body, env.child({var: v} if var else {}))
+                finally:
+                    self._expanding.pop()
                 continue
             if w == "include":
                 self._report(
@@ -665,6 +877,15 @@ class Lowerer:
                 )
                 continue
             yield st, env
+
+    def _count(self, st: s.Stmt, n: int = 1) -> None:
+        """Count ``n`` more expanded statements (or listed values) against
+        the limit. Past it, lowering stops: the error is final."""
+        self._expanded += n
+        if self._expanded > self._expansion_limit_now:
+            # Reported at the outermost 'repeat' or 'use' being expanded: the
+            # statement that multiplied, not wherever the count ran out.
+            raise _Expansion(self._expanding[0] if self._expanding else st.span)
 
     def _const(self, st: s.Stmt, env: Env) -> None:
         a = Args(st, env)
@@ -712,13 +933,22 @@ class Lowerer:
     def _repeat(self, st: s.Stmt, env: Env) -> tuple[str | None, range, tuple[s.Stmt, ...]]:
         a = Args(st, env)
         var: str | None = None
+        split = _in_minus(a.args[1]) if a.peek_word() is not None and len(a.args) == 2 else None
+        if split is not None:
+            # "repeat i in -1..2" reads as "in - 1 .. 2" (a word may not be
+            # followed by a minus sign otherwise): take it as "in" and "-1..2".
+            a = Args(s.Stmt(st.word, st.word_span, (a.args[0], *split), st.body, st.span), env)
         if a.peek_word() is not None and len(a.args) >= 2 and isinstance(a.args[1], s.Name) and a.args[1].text == "in":
             var = a.word()[0]
             a.word("in")
-            first, last, _ = a.range("a range of values", lo=None)
+            first, last, rspan = a.range("a range of values", lo=None)
+            if last - first + 1 > MAX_REPEAT:
+                _fail(C.REPEAT_SIZE, rspan, f"repeat over {last - first + 1} values (at most {MAX_REPEAT})")
             values = range(first, last + 1)
         else:
-            count, _ = a.number("a repeat count", lo=0, hi=1 << 20)
+            count, cspan = a.number("a repeat count", lo=0)
+            if count > MAX_REPEAT:
+                _fail(C.REPEAT_SIZE, cspan, f"repeat count {count} is above {MAX_REPEAT}")
             values = range(count)
         a.end()
         if st.body is None:
@@ -1645,7 +1875,10 @@ class Lowerer:
                 seen.once(w, sub.word_span)
                 if w == "cpus":
                     while True:
-                        lo, hi, _ = b.range("CPU numbers", 0, 0xFFFF)
+                        lo, hi, cspan = b.range("CPU numbers", 0, 0xFFFF)
+                        if len(cpus) + hi - lo + 1 > MAX_CPU_LIST:
+                            _fail(C.REPEAT_SIZE, cspan, f"'cpus' lists more than {MAX_CPU_LIST} CPU numbers")
+                        self._count(sub, hi - lo + 1)
                         cpus.extend(range(lo, hi + 1))
                         if not b.opt_punct(","):
                             break
@@ -1667,7 +1900,14 @@ class Lowerer:
         label: str | None = None
         first = a.peek()
         if isinstance(first, s.Name) and len(a.args) > 1:
-            label = a.name("a label")[0]
+            label, lspan = a.name("a label")
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", label):
+                _fail(
+                    C.BAD_VALUE,
+                    lspan,
+                    f"'{label}' is not a valid device-tree label",
+                    "labels are letters, digits and '_', not starting with a digit",
+                )
         path, pspan = a.string("the node's path" if top else "the node's name")
         a.end()
         if top and not path.startswith("/"):
@@ -1754,6 +1994,6 @@ def lower(
     """Read, parse and lower one top-level file (and everything it includes)."""
 
     def default_read(p: Path) -> str:
-        return p.read_text(encoding="utf-8")
+        return read_input_text(p)
 
     return Lowerer(sink, read_file or default_read, include_dirs).lower_file(path, display, text)

@@ -13,12 +13,21 @@ from collections.abc import Iterator
 from typing import Any
 
 from dtmsi import syntax as s
+from dtmsi.limits import (
+    MAX_BLOCK_DEPTH,
+    MAX_EXPR_DEPTH,
+    MAX_NUMBER_DIGITS,
+    MAX_STATEMENT_TOKENS,
+    MAX_STRING_CHARS,
+    MAX_TOPLEVEL_TOKENS,
+    MAX_VALUE_BITS,
+)
 from dtmsi.resources import grammar_text
 from dtmsi.source import SourceFile, Span
 
 _SUFFIX = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", '"': '"', "\\": "\\"}
-_ESCAPE_RE = re.compile(r"\\(x[0-9a-fA-F]{2}|.)")
+_ESCAPE_RE = re.compile(r"\\(x[0-9a-fA-F]{2}|x|.)")
 
 
 class ParseError(Exception):
@@ -32,8 +41,29 @@ class ParseError(Exception):
         self.code = code
 
 
+class LiteralError(ValueError):
+    """A number or string literal that lexes but cannot be taken: too long,
+    too wide, or a bad escape. ``code`` is its diagnostic code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 def parse_int(text: str) -> int:
     text = text.replace("_", "")
+    digits = len(text) - (2 if text[:2] in ("0x", "0X", "0b", "0B") else 0)
+    if digits > MAX_NUMBER_DIGITS:
+        # Checked before int(): converting a long decimal takes quadratic time.
+        raise LiteralError("E114", f"number literal of {digits} digits (at most {MAX_NUMBER_DIGITS})")
+    value = _int_value(text)
+    if value >> MAX_VALUE_BITS:
+        raise LiteralError("E115", f"number literal wider than {MAX_VALUE_BITS} bits")
+    return value
+
+
+def _int_value(text: str) -> int:
     mult = 1
     if text[-1] in _SUFFIX:
         mult = _SUFFIX[text[-1]]
@@ -46,13 +76,24 @@ def parse_int(text: str) -> int:
 
 
 def unescape(body: str) -> str:
+    """The text of a string literal's body. Raises LiteralError for a bad
+    escape, a NUL (device-tree strings end at one: "a\\0b" would become two
+    strings), or more than MAX_STRING_CHARS characters."""
+    if len(body) > MAX_STRING_CHARS:
+        raise LiteralError("E121", f"string of {len(body)} characters (at most {MAX_STRING_CHARS})")
+
     def sub(m: re.Match[str]) -> str:
         e = m.group(1)
         if e[0] == "x":
+            if len(e) != 3:
+                raise LiteralError("E101", "'\\x' needs two hex digits, as in '\\x0a'")
             return chr(int(e[1:], 16))
         return _ESCAPES.get(e, e)
 
-    return _ESCAPE_RE.sub(sub, body)
+    text = _ESCAPE_RE.sub(sub, body) if "\\" in body else body
+    if "\0" in text:
+        raise LiteralError("E111", "a string cannot hold a NUL character")
+    return text
 
 
 # The token pattern mirrors grammars/dtmsi.lark terminal for terminal (a test
@@ -62,7 +103,10 @@ def unescape(body: str) -> str:
 # match per token, not two: the tokenizer was a sixth of a 10k compile).
 # Possessive (*+): a token that fails after a comment must not make the
 # regex give the comment back and read its '/' as a token.
-_SKIP = r"(?:[ \t\r\n\f]+|//[^\n]*|/\*(?:.|\n)*?\*/)*+"
+# Block comments as "/*, runs of non-stars, runs of stars not followed by
+# '/'": each piece a single possessive repeat, so a 50 MB comment costs no
+# regex backtracking stack (the lazy "(?:.|\n)*?" cost ~110 bytes a character).
+_SKIP = r"(?:[ \t\r\n\f]++|//[^\n]*+|/\*[^*]*+\*++(?:[^/*][^*]*+\*++)*+/)*+"
 _SKIP_RE = re.compile(_SKIP)
 _TOKEN_RE = re.compile(
     _SKIP
@@ -119,6 +163,8 @@ def _tokenize(file: SourceFile, pos: int = 0) -> tuple[list[tuple[str, str, int,
     n = len(text)
     match = _TOKEN_RE.match
     depth = 0
+    # Tokens since the last ';', '{' or '}': one statement's own words.
+    own = 0
     while pos < n:
         m = match(text, pos)
         if m is None:
@@ -135,22 +181,47 @@ def _tokenize(file: SourceFile, pos: int = 0) -> tuple[list[tuple[str, str, int,
         if kind == "SLASH" and text.startswith("/*", start):
             raise _lexical_error(file, start)
         append((kind, m.group(kind), start, end))
+        own += 1
+        if own > MAX_STATEMENT_TOKENS or len(out) > MAX_TOPLEVEL_TOKENS:
+            raise _statement_too_long(file, out, own)
         if kind == "LBRACE":
+            own = 0
             depth += 1
         elif kind == "RBRACE":
+            own = 0
             depth -= 1
             if depth <= 0:
                 pos = end
                 break
-        elif kind == "SEMI" and depth == 0:
-            pos = end
-            break
+        elif kind == "SEMI":
+            own = 0
+            if depth == 0:
+                pos = end
+                break
         pos = end
     append(("$END", "", pos, pos))
     return out, pos
 
 
 _BAD_NUMBER_RE = re.compile(r"[0-9][0-9A-Za-z_]*")
+
+
+def _statement_too_long(file: SourceFile, toks: list[tuple[str, str, int, int]], own: int) -> ParseError:
+    if own > MAX_STATEMENT_TOKENS:
+        first = toks[-own]
+        return ParseError(
+            f"statement longer than {MAX_STATEMENT_TOKENS} words and symbols",
+            Span(file, first[2], first[3]),
+            "end it with ';' or split its values over several statements",
+            "E123",
+        )
+    first = toks[0]
+    return ParseError(
+        f"top-level statement longer than {MAX_TOPLEVEL_TOKENS} words and symbols",
+        Span(file, first[2], first[3]),
+        "split it (a host bridge holds at most 65,536 functions; 'repeat' and 'use' write many at once)",
+        "E123",
+    )
 
 
 def _lexical_error(file: SourceFile, pos: int) -> ParseError:
@@ -186,6 +257,14 @@ class _FastParser:
         self.file = file
         self.toks: list[tuple[str, str, int, int]] = []
         self.i = 0
+        # Nesting so far: '{' blocks, and '(' / unary operators in an
+        # expression. Checked against the limits, the parser never recurses
+        # more than a few hundred frames deep.
+        self.depth = 0
+        self.expr_depth = 0
+        # Where the current top-level statement's text starts and ends.
+        self.stmt_start = 0
+        self.stmt_end = 0
 
     def span(self, start: int, end: int) -> Span:
         return Span(self.file, start, end)
@@ -193,7 +272,9 @@ class _FastParser:
     def statements(self) -> Iterator[s.Stmt]:
         pos, n = 0, len(self.file.text)
         while True:
+            self.stmt_start = pos
             self.toks, pos = _tokenize(self.file, pos)
+            self.stmt_end = pos
             self.i = 0
             if self.toks[0][0] == "$END" and pos >= n:
                 return
@@ -223,8 +304,12 @@ class _FastParser:
                 self.i += 1
                 return s.Stmt(word, self.span(start, end), tuple(args), None, self.span(start, stmt_end))
             if k == "LBRACE":
+                if self.depth >= MAX_BLOCK_DEPTH:
+                    raise _nested_too_deeply(self.span(toks[self.i][2], toks[self.i][3]), "blocks", MAX_BLOCK_DEPTH)
+                self.depth += 1
                 self.i += 1
                 body = self.stmts()
+                self.depth -= 1
                 if toks[self.i][0] != "RBRACE":
                     raise _Syntax(toks[self.i][2])
                 stmt_end = toks[self.i][3]
@@ -238,7 +323,9 @@ class _FastParser:
         if k == "LPAR":
             # "(a, b)" is a tuple argument; "(a) + b" an expression.
             self.i += 1
+            self._enter(start, end)
             first = self.expr(0)
+            self.expr_depth -= 1
             if toks[self.i][0] == "COMMA":
                 items = [first]
                 while toks[self.i][0] == "COMMA":
@@ -270,7 +357,7 @@ class _FastParser:
         if k in _PUNCT_ARGS:
             return s.Punct(text, self.span(start, end))
         if k == "STRING":
-            return s.StrArg(unescape(text[1:-1]), self.span(start, end))
+            return self.string(text, self.span(start, end))
         if k == "DEVFN":
             dev, fn = text.split(".")
             return s.DevFnArg(int(dev, 16), int(fn, 16), self.span(start, end))
@@ -307,7 +394,10 @@ class _FastParser:
         k, text, start, end = toks[self.i]
         self.i += 1
         if k == "NUMBER":
-            return s.Num(parse_int(text), self.span(start, end))
+            try:
+                return s.Num(parse_int(text), self.span(start, end))
+            except LiteralError as e:
+                raise ParseError(e.message, self.span(start, end), code=e.code) from None
         if k == "WORD":
             parts = [text]
             while toks[self.i][0] == "DOT" and toks[self.i + 1][0] == "WORD":
@@ -318,16 +408,36 @@ class _FastParser:
                 raise _Syntax(toks[self.i][2])
             return s.Name(tuple(parts), self.span(start, end))
         if k == "LPAR":
+            self._enter(start, end)
             inner = self.expr(0)
+            self.expr_depth -= 1
             if toks[self.i][0] != "RPAR":
                 raise _Syntax(toks[self.i][2])
             close = toks[self.i][3]
             self.i += 1
             return s.Paren(inner, self.span(start, close))
         if k == "MINUS" or k == "TILDE":
+            self._enter(start, end)
             operand = self.unary()
+            self.expr_depth -= 1
             return s.UnOp(text, operand, self.span(start, operand.span.end))
         raise _Syntax(start)
+
+    def _enter(self, start: int, end: int) -> None:
+        """One more '(' or unary operator around what follows."""
+        if self.expr_depth >= MAX_EXPR_DEPTH:
+            raise _nested_too_deeply(self.span(start, end), "parentheses and operators", MAX_EXPR_DEPTH)
+        self.expr_depth += 1
+
+    def string(self, text: str, span: Span) -> s.StrArg:
+        try:
+            return s.StrArg(unescape(text[1:-1]), span)
+        except LiteralError as e:
+            raise ParseError(e.message, span, code=e.code) from None
+
+
+def _nested_too_deeply(span: Span, what: str, limit: int) -> ParseError:
+    return ParseError(f"{what} nested more than {limit} deep", span, code="E116")
 
 
 @functools.cache
@@ -487,21 +597,23 @@ def parse_statements(file: SourceFile) -> Iterator[s.Stmt]:
     try:
         yield from fast.statements()
         return
-    except (_Syntax, RecursionError) as fast_error:
-        pos = fast_error.pos if isinstance(fast_error, _Syntax) else 0
-    _explain_with_lark(file)
+    except _Syntax as fast_error:
+        pos = fast_error.pos
+    _explain_with_lark(file, fast.stmt_start, fast.stmt_end)
     # Lark accepted what the fast parser refused: a bug, but still no traceback.
     raise ParseError("syntax error", Span(file, pos, min(pos + 1, len(file.text))))
 
 
-def _explain_with_lark(file: SourceFile) -> None:
-    """Re-parse with the LALR reference parser and raise its wording of the error."""
+def _explain_with_lark(file: SourceFile, start: int, end: int) -> None:
+    """Re-parse the failing top-level statement (``file.text[start:end]``) with
+    the LALR reference parser and raise its wording of the error. Only that
+    statement: Lark holds a whole file's tokens and tree at once."""
     from lark import exceptions as lx
 
     try:
-        _lark().parse(file.text)
+        _lark().parse(file.text[start:end])
     except lx.UnexpectedCharacters as e:
-        raise _lexical_error(file, e.pos_in_stream or 0) from None
+        raise _lexical_error(file, start + (e.pos_in_stream or 0)) from None
     except lx.UnexpectedToken as e:
         tok = e.token
         if tok.type == "$END":
@@ -511,7 +623,7 @@ def _explain_with_lark(file: SourceFile) -> None:
                 Span(file, max(0, end - 1), end),
                 "a '{' block is not closed" if "RBRACE" in e.expected else None,
             ) from None
-        span = Span(file, tok.start_pos, tok.end_pos)
+        span = Span(file, start + tok.start_pos, start + tok.end_pos)
         hint = None
         if tok.type in ("WORD", "RBRACE") and "SEMI" in e.expected:
             hint = "the statement before it may be missing its ';'"

@@ -434,7 +434,9 @@ class Resolver:
             d.intx,
             d.policy[0] if d.policy else None,
             d.policy[1] if d.policy else None,
-            d.node_name or m.node_name_for_class(class_code),
+            # A bridge's node is "pci" whatever its class code says: dtc's
+            # pci_bridge check wants it for device_type "pci" (found by tests/fuzz).
+            d.node_name or ("pci" if d.kind != "endpoint" else m.node_name_for_class(class_code)),
             d.properties,
             d.span,
             d.name_span,

@@ -41,6 +41,7 @@ from typing import Any
 import pytest
 
 from dtmsi import codes
+from dtmsi.limits import MAX_SNIPPET_COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
 ERRORS = ROOT / "tests" / "errors"
@@ -237,10 +238,24 @@ def test_text_diagnostics(fx: Fixture, tmp_path: Path) -> None:
                    if line.startswith(header) and e.text in line), None)
         assert at is not None, f"no line {header}...{e.text}... in:\n{r.stderr}"
         source = (ROOT / e.file).read_text(encoding="utf-8").splitlines()[e.line - 1]
-        assert lines[at + 1 : at + 2] == [f"    {source}"], f"no source line after:\n{lines[at]}"
         caret = lines[at + 2] if at + 2 < len(lines) else ""
         assert re.fullmatch(r" {4}[ \t]*\^~*", caret), f"no caret line under:\n{lines[at + 1]}"
-        assert caret.index("^") - 4 == e.column - 1, f"caret not at column {e.column}:\n{caret}"
+        if len(source) <= MAX_SNIPPET_COLUMNS:
+            assert lines[at + 1 : at + 2] == [f"    {source}"], f"no source line after:\n{lines[at]}"
+            assert caret.index("^") - 4 == e.column - 1, f"caret not at column {e.column}:\n{caret}"
+        else:
+            # A long line is shown as a window around the column, "..." marking
+            # what is cut: what is left of the caret ends the line's text up to
+            # the column, what is right of it continues from the column.
+            shown = lines[at + 1][4:] if at + 1 < len(lines) else ""
+            assert len(shown) <= MAX_SNIPPET_COLUMNS + 6, f"long snippet:\n{shown}"
+            c = caret.index("^") - 4
+            before, after = shown[:c], shown[c:]
+            before = before[3:] if before.startswith("...") else before
+            after = after[:-3] if after.endswith("...") else after
+            assert source[: e.column - 1].endswith(before), f"window before column {e.column}:\n{shown}"
+            assert source[e.column - 1 :].startswith(after), f"window after column {e.column}:\n{shown}"
+            assert after, f"no text at column {e.column}:\n{shown}"
         end = next((j for j in range(at + 1, len(lines))
                     if _HEADER_RE.match(lines[j]) or lines[j].startswith("dtmsi: ")), len(lines))
         block = lines[at:end]

@@ -15,12 +15,16 @@ Not supported, each with its own message: C preprocessor directives (run
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from dtmsi.limits import MAX_BASE_TREE_BYTES, MAX_TREE_DEPTH
+from dtmsi.source import InputFileError, read_input_text
 
 from .tree import (
     LABEL_RE,
@@ -44,6 +48,11 @@ if TYPE_CHECKING:
 
 _M64 = (1 << 64) - 1
 _MAX_INCLUDE_DEPTH = 100  # dtc: MAX_SRCFILE_DEPTH
+# Levels of the parse tree of one file: MAX_TREE_DEPTH nodes take two each
+# (subnode, node_body); the rest is room for values and expressions. Lark's
+# transformer recurses about three frames a level: this keeps it far from
+# Python's recursion limit.
+_MAX_PARSE_DEPTH = 2 * MAX_TREE_DEPTH + 72
 
 
 class BaseTreeError(Exception):
@@ -60,6 +69,10 @@ class BaseTreeError(Exception):
         if self.line:
             return f"{self.filename}:{self.line}:{self.column}: {self.message}"
         return f"{self.filename}: {self.message}"
+
+
+class BaseTreeDepthError(BaseTreeError):
+    """A base tree nested deeper than MAX_TREE_DEPTH (Linux's FDT_MAX_DEPTH)."""
 
 
 # ---- the parser ----------------------------------------------------------------
@@ -129,9 +142,9 @@ class _Pos:
     line: int
     column: int
 
-    def error(self, message: str) -> BaseTreeError:
+    def error(self, message: str, kind: type[BaseTreeError] = BaseTreeError) -> BaseTreeError:
         filename, line = _source_line(self.filename, self.text, self.line)
-        return BaseTreeError(message, filename, line, self.column)
+        return kind(message, filename, line, self.column)
 
 
 def _source_line(filename: str, text: str, line: int) -> tuple[str, int]:
@@ -542,7 +555,26 @@ def _parse_items(text: str, filename: str, start: str) -> list[object]:
         raise _Pos(filename, text, line, column).error(
             "syntax error: unexpected end of file"
         ) from None
+    _check_parse_depth(tree, filename, text)
     return _lower(tree, filename, text)
+
+
+def _check_parse_depth(tree: lark.Tree[lark.Token], filename: str, text: str) -> None:
+    """Refuse a file nested too deeply before the (recursive) transformer
+    sees it. Walks the tree with an explicit stack."""
+    import lark
+
+    stack: list[tuple[lark.Tree[lark.Token], int, int]] = [(tree, 0, 0)]
+    while stack:
+        t, depth, nodes = stack.pop()
+        if t.data == "node_body":
+            nodes += 1
+        if nodes > MAX_TREE_DEPTH or depth > _MAX_PARSE_DEPTH:
+            meta = t.meta
+            where = _Pos(filename, text, getattr(meta, "line", 0) or 0, getattr(meta, "column", 0) or 0)
+            what = f"nodes nested more than {MAX_TREE_DEPTH} deep" if nodes > MAX_TREE_DEPTH else "nested too deeply"
+            raise where.error(what, BaseTreeDepthError)
+        stack.extend((c, depth + 1, nodes) for c in t.children if isinstance(c, lark.Tree))
 
 
 # ---- building the tree as dtc does ---------------------------------------------
@@ -638,17 +670,15 @@ class _Builder:
         self.include_stack: list[Path] = []
 
     def include(self, inc: _Include, base_dir: Path, start: str) -> tuple[list[object], Path]:
-        path = (base_dir / inc.path).resolve()
+        path = _real(base_dir / inc.path)
         if path in self.include_stack:
             raise inc.pos.error(f'/include/ "{inc.path}" includes itself')
         if len(self.include_stack) >= _MAX_INCLUDE_DEPTH:
             raise inc.pos.error("/include/ nested too deeply")
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as e:
-            raise inc.pos.error(f'cannot read /include/ "{inc.path}": {e.strerror}') from None
-        except UnicodeDecodeError:
-            raise inc.pos.error(f'/include/ "{inc.path}" is not UTF-8 text') from None
+            text = read_input_text(path, MAX_BASE_TREE_BYTES)
+        except InputFileError as e:
+            raise inc.pos.error(f'cannot read /include/ "{inc.path}": {e.reason}') from None
         self.include_stack.append(path)
         try:
             return _parse_items(text, str(path), start), path.parent
@@ -659,7 +689,7 @@ class _Builder:
         """Items of a node body with /include/ replaced by what the file holds."""
         for item in items:
             if isinstance(item, _Include):
-                path = (base_dir / item.path).resolve()
+                path = _real(base_dir / item.path)
                 sub, sub_dir = self.include(item, base_dir, "body_file")
                 self.include_stack.append(path)
                 try:
@@ -669,7 +699,9 @@ class _Builder:
             else:
                 yield item, base_dir
 
-    def node(self, raw: _RawNode, base_dir: Path) -> _Node:
+    def node(self, raw: _RawNode, base_dir: Path, depth: int = 1) -> _Node:
+        if depth > MAX_TREE_DEPTH:  # deeper through /include/s inside nodes
+            raise raw.pos.error(f"nodes nested more than {MAX_TREE_DEPTH} deep", BaseTreeDepthError)
         node = _Node(raw.name, raw.pos, labels=dict.fromkeys(raw.labels, True))
         in_subnodes = False
         for item, item_dir in self.expand(raw.items, base_dir):
@@ -681,7 +713,7 @@ class _Builder:
                 node.props.append(item)
             elif isinstance(item, _RawNode):
                 in_subnodes = True
-                node.children.append(self.node(item, item_dir))
+                node.children.append(self.node(item, item_dir, depth + 1))
             elif isinstance(item, _DeleteNode):
                 in_subnodes = True
                 node.children.append(_Node(item.name, item.pos, deleted=True))
@@ -691,7 +723,7 @@ class _Builder:
         for item in items:
             if isinstance(item, _Include):
                 sub, sub_dir = self.include(item, base_dir, "dts_file")
-                path = (base_dir / item.path).resolve()
+                path = _real(base_dir / item.path)
                 self.include_stack.append(path)
                 try:
                     self.top(sub, sub_dir, main=False)
@@ -727,6 +759,53 @@ class _Builder:
                     _merge(target, self.node(item.node, base_dir))
 
 
+def _real(path: Path) -> Path:
+    """The real path; os.path.realpath does not raise on a symlink loop
+    (reading the file then fails with ELOOP)."""
+    return Path(os.path.realpath(path))
+
+
+def _check_depth(root: _Node) -> None:
+    """Merged overrides can nest a tree deeper than any one file did."""
+    stack = [(root, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth >= MAX_TREE_DEPTH:
+            raise node.pos.error(f"nodes nested more than {MAX_TREE_DEPTH} deep", BaseTreeDepthError)
+        stack.extend((c, depth + 1) for c in node.children if not c.deleted)
+
+
+# Properties dtc reads with propval_cell (checks.c), which asserts one cell.
+_ONE_CELL = ("interrupt-parent", "phandle", "linux,phandle")
+
+
+def check_cell_counts(tree: Tree, filename: str) -> None:
+    """Every ``#...-cells`` property, and ``interrupt-parent``, holds exactly
+    one 32-bit cell.
+
+    dtc only warns about one that does not (``*_is_cell``), then asserts on
+    it in later checks (livetree.c propval_cell) and dies: a tree with one is
+    refused here rather than merged into output dtc cannot read (found by
+    tests/fuzz)."""
+    stack: list[tuple[Node, str]] = [(tree.root, "")]
+    while stack:
+        node, path = stack.pop()
+        for prop in node.properties:
+            count = prop.name.startswith("#") and prop.name.endswith("-cells")
+            if count or prop.name in _ONE_CELL:
+                chunks = prop.chunks
+                one = (
+                    len(chunks) == 1
+                    and isinstance(chunks[0], Cells)
+                    and chunks[0].bits == 32
+                    and len(chunks[0].values) == 1
+                    and (isinstance(chunks[0].values[0], int) or not count)
+                )
+                if not one:
+                    raise BaseTreeError(f"{path or '/'}: '{prop.name}' is not a single 32-bit cell", filename, 0, 0)
+        stack.extend((c, f"{path}/{c.name}") for c in reversed(node.children))
+
+
 def _to_tree_node(node: _Node) -> Node:
     props: list[Property] = []
     seen: set[str] = set()
@@ -760,6 +839,7 @@ def parse_dts(text: str, filename: str = "<string>", base_dir: Path | str | None
     if builder.root is None:
         line = text.count("\n") + 1
         raise _Pos(filename, text, line, 1).error("no root node ('/ { ... };') in the file")
+    _check_depth(builder.root)
     return Tree(_to_tree_node(builder.root), builder.reservations)
 
 
@@ -767,11 +847,9 @@ def parse_dts_file(path: Path | str) -> Tree:
     """Read a ``.dts`` file; ``/include/`` is relative to it."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise BaseTreeError(f"cannot read: {e.strerror}", str(path), 0, 0) from None
-    except UnicodeDecodeError:
-        raise BaseTreeError("not UTF-8 text", str(path), 0, 0) from None
+        text = read_input_text(path, MAX_BASE_TREE_BYTES)
+    except InputFileError as e:
+        raise BaseTreeError(f"cannot read: {e.reason}", str(path), 0, 0) from None
     return parse_dts(text, str(path), path.parent)
 
 
@@ -843,6 +921,10 @@ def read_dtb(data: bytes, filename: str = "<dtb>") -> Tree:
                 nul = data.index(b"\0", pos, end)
                 node = Node(data[pos:nul].decode("utf-8"))
                 pos = (nul + 4) & ~3
+                if len(stack) >= MAX_TREE_DEPTH:
+                    raise BaseTreeDepthError(
+                        f"nodes nested more than {MAX_TREE_DEPTH} deep (at offset {pos - 4:#x})", filename, 0, 0
+                    )
                 if stack:
                     stack[-1].children.append(node)
                 elif root is None:

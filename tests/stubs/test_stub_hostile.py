@@ -346,7 +346,7 @@ BAD: list[tuple[str, str, str, tuple[str, int], str]] = [
     ("reserved in C (__)", _bad(["__x"]), "E204", ("__x @", 0), "reserved in C"),
     ("stub-prefix a keyword", _bad(["a"], 'partition p { owns a; stub-prefix "for"; }\n'), "E204",
      ('"for"', 0), "stub prefix: 'for' is a C, C++ or Python keyword"),
-    ("stub-prefix without letters", _bad(["a"], 'partition p { owns a; stub-prefix "*/ \\0"; }\n'), "E204",
+    ("stub-prefix without letters", _bad(["a"], 'partition p { owns a; stub-prefix "*/ \\t"; }\n'), "E204",
      ('"*/', 0), "no letters or digits"),
     ("platform stub-prefix a keyword", _bad(["a"]).replace("msi native;", 'msi native; stub-prefix "while";'),
      "E204", ('"while"', 0), "stub prefix: 'while' is a C, C++ or Python keyword"),
@@ -360,8 +360,10 @@ BAD: list[tuple[str, str, str, tuple[str, int], str]] = [
 ]
 # Function names are words: a string name is interpolated and must be one.
 for _name in ['"*/ evil /*"', '"quote\\"d"', '"back\\\\slash"', '"café"', '"snow☃"', '"??/ trigraph"',
-              '"new\\nline"', '"a\\0b"', '"a b"', '""']:
+              '"new\\nline"', '"a b"', '""']:
     BAD.append((f"string name {_name}", _bad([_name]), "E111", (f"{_name} @", 0), "is not a valid name"))
+# A NUL is refused in every string, where the string is (issue 10).
+BAD.append(('string name "a\\0b"', _bad(['"a\\0b"']), "E111", ('"a\\0b" @', 0), "cannot hold a NUL"))
 
 
 def _line_col(text: str, piece: str, nth: int) -> tuple[int, int]:
