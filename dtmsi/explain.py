@@ -9,6 +9,7 @@ suite (``tests/errors/<CODE>-*.msi``, shipped in the wheel as
 
 from __future__ import annotations
 
+import os
 import re
 import textwrap
 from dataclasses import dataclass
@@ -332,11 +333,30 @@ def explain(code: Code) -> str:
     text = path.read_text(encoding="utf-8")
     body = "".join(line for line in text.splitlines(keepends=True) if not _DIRECTIVE.match(line))
     out += [f"Example ({path.name}):", "", *_indented(body), ""]
-    for helper in sorted(set(_HELPER.findall(text))):
-        helper_path = path.parent / helper
-        if helper_path.is_file():
-            out += [f"Beside it, {helper}:", "", *_indented(helper_path.read_text(encoding="utf-8")), ""]
+    for helper in _helpers(path, text):
+        out += [f"Beside it, {helper}:", "", *_indented((path.parent / helper).read_text(encoding="utf-8")), ""]
     return "\n".join(out)
+
+
+_INCLUDE = re.compile(r'^\s*include\s+"([^"\s]+)"', re.M)
+
+
+def _helpers(example: Path, text: str) -> list[str]:
+    """The files beside ``example`` that it needs: those it names under files/,
+    and what those include in turn (a chain of includes), relative to it."""
+    top = example.parent
+    found: list[str] = []
+    todo = [(top, text)]
+    while todo and len(found) < 64:
+        here, body = todo.pop()
+        names = _HELPER.findall(body) if here == top else []
+        names += [str((here / n).relative_to(top)) for n in _INCLUDE.findall(body) if here != top]
+        for name in sorted({os.path.normpath(n) for n in names}):
+            helper = top / name
+            if name not in found and name != example.name and not name.startswith("..") and helper.is_file():
+                found.append(name)
+                todo.append((helper.parent, helper.read_text(encoding="utf-8")))
+    return sorted(found)
 
 
 def lookup(word: str) -> Code | None:
