@@ -193,6 +193,14 @@ def _remove_tree(path: Path, step: bool = False) -> None:
     os.rmdir(path)
 
 
+def _holds_directories(path: Path) -> bool:
+    """Whether ``path`` has a subdirectory other than a staging one of dtmsi's."""
+    if not path.is_dir():
+        return False
+    with os.scandir(path) as it:
+        return any(e.is_dir(follow_symlinks=False) and not e.name.startswith(_STAGE_MARK) for e in it)
+
+
 def _carry_subdirectories(old: Path, new: Path) -> None:
     """Move the subdirectories of ``old`` (not dtmsi's: a shared build
     directory's) that ``new`` lacks into ``new``: they cannot be hard-linked."""
@@ -263,7 +271,9 @@ class Outputs:
     directory DIR, and commit swaps the two. Where that cannot work (DIR is
     a mount point, or its parent is not writable), it is
     ``DIR/.dtmsi-XXXXXXXX`` and commit renames the changed files into DIR one
-    by one: each file is whole, but the set is not all-or-nothing.
+    by one: each file is whole, but the set is not all-or-nothing. The same
+    per-file commit serves a DIR with subdirectories: a shared build tree,
+    which is never swapped from under the build tool running in it.
     """
 
     def __init__(self, directory: Path | None, keep: bool = True) -> None:
@@ -356,9 +366,13 @@ class Outputs:
         try:
             changed = [n for n in self.staged if self._check_and_compare(stage / n, target / n)]
             if changed:
-                if self._swap:
+                if self._swap and not _holds_directories(target):
                     self._swap_in(stage, target, changed)
                 else:
+                    # A directory with subdirectories is a shared build tree
+                    # (Meson's or CMake's build root: the build tool's state
+                    # lives there and it runs in it, so swapping the directory
+                    # pulled it from under ninja): each file is renamed in, whole.
                     for name in changed:
                         os.replace(stage / name, target / name)
                         _step(f"rename {name}")

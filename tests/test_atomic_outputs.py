@@ -96,7 +96,7 @@ def _state(out: Path, old: Outputs, new: Outputs, foreign: Outputs, stage_inside
     held = _files(out)
     assert {n: held.get(n) for n in foreign} == foreign, "a file not written by dtmsi was lost"
     ours = {n: b for n, b in held.items() if n not in foreign}
-    extra = sorted(set(os.listdir(out)) - set(held) - {"notes"})
+    extra = sorted(set(os.listdir(out)) - set(held) - {"meson-private"})
     if stage_inside:
         extra = [n for n in extra if not n.startswith(".dtmsi-")]
     assert not extra, f"stray entries in {out}: {extra}"
@@ -173,13 +173,12 @@ def refs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path,
 
 
 def _prepare(tmp_path: Path, old_src: Path) -> tuple[Path, Outputs]:
-    """``out`` holding the old compile, aged, with a file and a directory of
-    someone else's in it (a depfile, notes)."""
+    """``out`` holding the old compile, aged, with a file of someone else's in
+    it (a depfile). (A subdirectory would make it a shared build tree, which
+    is committed file by file: test_a_shared_build_tree_is_never_swapped.)"""
     out = tmp_path / "out"
     shutil.copytree(old_src.parent / "old", out)  # the reference compile of old_src
     (out / "deps.d").write_bytes(b"out/system.dtb: old.msi\n")
-    (out / "notes").mkdir()
-    (out / "notes" / "readme").write_bytes(b"kept\n")
     for p in out.iterdir():
         os.utime(p, ns=(OLD_NS, OLD_NS))
     return out, {"deps.d": b"out/system.dtb: old.msi\n"}
@@ -190,7 +189,6 @@ def _recover_and_check(out: Path, new_src: Path, old: Outputs, new: Outputs, for
     _compile(new_src, out)
     assert _state(out, old, new, foreign) == "new"
     assert _leftovers(out) == [], "the next compile left temporaries"
-    assert (out / "notes" / "readme").read_bytes() == b"kept\n", "a subdirectory not ours was lost"
     for name in old:
         if old[name] == new[name]:
             assert (out / name).stat().st_mtime_ns == OLD_NS, f"unchanged {name} was rewritten"
@@ -241,7 +239,6 @@ def test_killed_at_every_step_without_rename_exchange(tmp_path: Path,
     assert not out.exists()
     artifacts.clean_stale(out)
     assert _state(out, old, new, foreign) == "old" and _leftovers(out) == []
-    assert (out / "notes" / "readme").read_bytes() == b"kept\n"
 
 
 def test_killed_while_making_a_new_directory(tmp_path: Path, refs: tuple[Path, Path, Outputs, Outputs]) -> None:
@@ -425,7 +422,7 @@ def test_output_directory_is_the_working_directory(tmp_path: Path,
     depfile = (out / "deps.d").read_bytes()
     assert depfile != foreign["deps.d"] and b"system.dtb" in depfile and str(new_src).encode() in depfile
     assert _state(out, old, new, {"deps.d": depfile}) == "new"
-    assert (out / "notes" / "readme").read_bytes() == b"kept\n" and _leftovers(out) == []
+    assert _leftovers(out) == []
 
 
 def test_a_symlinked_output_directory_stays_a_symlink(tmp_path: Path,
@@ -440,3 +437,32 @@ def test_a_symlinked_output_directory_stays_a_symlink(tmp_path: Path,
     assert link.is_symlink() and os.readlink(link) == str(real)
     assert _state(real, old, new, {"deps.d": b"out/system.dtb: old.msi\n"}) == "new"
     assert _leftovers(real) == [] and sorted(os.listdir(tmp_path)) == ["elsewhere", "out"]
+
+
+def test_a_shared_build_tree_is_never_swapped(tmp_path: Path, refs: tuple[Path, Path, Outputs, Outputs]) -> None:
+    """An output directory with a subdirectory is a build tool's (Meson's build
+    root: build.ninja, meson-private/; ninja runs in it): it stays the same
+    directory, its subdirectory untouched, and each changed file is renamed
+    in whole; a process working in it keeps working. (Swapping it made ninja
+    fail with "Error writing to build log".)"""
+    old_src, new_src, old, new = refs
+    out, foreign = _prepare(tmp_path, old_src)
+    (out / "meson-private").mkdir()
+    (out / "meson-private" / "state").write_bytes(b"kept\n")
+    before = os.stat(out).st_ino
+    resident = subprocess.Popen([sys.executable, "-c", "import sys, os; sys.stdin.read(); "
+                                 "open('ninja_log', 'a').write('still here\\n')"],
+                                cwd=out, stdin=subprocess.PIPE)
+    try:
+        _compile(new_src, out)
+    finally:
+        resident.communicate(b"", timeout=30)
+    assert resident.returncode == 0, "a process working in the directory lost it"
+    assert os.stat(out).st_ino == before, "the shared directory was swapped"
+    assert (out / "ninja_log").read_bytes() == b"still here\n"
+    assert (out / "meson-private" / "state").read_bytes() == b"kept\n"
+    foreign["ninja_log"] = b"still here\n"
+    assert _state(out, old, new, foreign) == "new" and _leftovers(out) == []
+    for name in old:
+        if old[name] == new[name]:
+            assert (out / name).stat().st_mtime_ns == OLD_NS, f"unchanged {name} was rewritten"
