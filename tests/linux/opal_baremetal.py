@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import re
 import struct
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -44,7 +43,18 @@ from typing import Any
 import libfdt
 
 from .guest import HarnessError
-from .papr_baremetal import CFLAGS, CROSS_CC, CROSS_PACKAGE, LDFLAGS, _children, _props, _run, _stub_prefix, _tool
+from .papr_baremetal import (
+    CFLAGS,
+    CROSS_CC,
+    CROSS_PACKAGE,
+    LDFLAGS,
+    _children,
+    _props,
+    _run,
+    _stub_prefix,
+    _tool,
+    run_to_power_off,
+)
 from .papr_baremetal import PROGRAM_DIR as PAPR_PROGRAM_DIR
 from .powernv import MACHINE
 from .pseries import QEMU, QEMU_PACKAGE
@@ -507,18 +517,7 @@ def run_program(build: OpalBuild, devices: Sequence[str], *, timeout_s: float = 
            "-kernel", str(build.program)]  # fmt: skip
     for dev in devices:
         cmd += ["-device", dev]
-    started = time.monotonic()
-    try:
-        proc = subprocess.run(
-            cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout_s, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        log = console.read_text(errors="replace") if console.exists() else ""
-        raise HarnessError(f"QEMU did not power off in {timeout_s:.0f} s: {' '.join(cmd)}\n{log[-3000:]}") from exc
-    elapsed = time.monotonic() - started
-    if proc.returncode != 0:
-        raise HarnessError(f"QEMU failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
-    text = console.read_text(errors="replace") if console.exists() else ""
+    text, elapsed = run_to_power_off(cmd, console, timeout_s)
     output = parse_output(text)
     problems = judge(build.allocation, output, stub_msi_bases(build.source))
     return OpalRun(build, text, output, tuple(problems), elapsed, tuple(cmd))

@@ -437,6 +437,23 @@ class ProgramOutput:
 _KV = re.compile(r"(\w+)=(\S*)")
 
 
+def run_to_power_off(cmd: list[str], console: Path, timeout_s: float) -> tuple[str, float]:
+    """Run a bare-metal QEMU command until the program powers the machine off;
+    what it printed on the console, and how long it took."""
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(
+            cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout_s, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        log = console.read_text(errors="replace") if console.exists() else ""
+        raise HarnessError(f"QEMU did not power off in {timeout_s:.0f} s: {' '.join(cmd)}\n{log[-3000:]}") from exc
+    elapsed = time.monotonic() - started
+    if proc.returncode != 0:
+        raise HarnessError(f"QEMU failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    return (console.read_text(errors="replace") if console.exists() else ""), elapsed
+
+
 def parse_output(text: str) -> ProgramOutput:
     """Parse hooks.c's ``@@papr`` lines."""
     fns: dict[str, dict[str, dict[str, str]]] = {}
@@ -896,18 +913,7 @@ def run_program(
         cmd += ["-trace", f"enable={ev}"]
     for dev in build.devices:
         cmd += ["-device", dev]
-    started = time.monotonic()
-    try:
-        proc = subprocess.run(
-            cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout_s, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        log = console.read_text(errors="replace") if console.exists() else ""
-        raise HarnessError(f"QEMU did not power off in {timeout_s:.0f} s: {' '.join(cmd)}\n{log[-3000:]}") from exc
-    elapsed = time.monotonic() - started
-    if proc.returncode != 0:
-        raise HarnessError(f"QEMU failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
-    text = console.read_text(errors="replace") if console.exists() else ""
+    text, elapsed = run_to_power_off(cmd, console, timeout_s)
     trace_text = trace.read_text(errors="replace") if trace.exists() else ""
     output = parse_output(text)
     marker_bdf = output.markers.get("setup", ("0000:00:00.0", 0))[0]
