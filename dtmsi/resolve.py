@@ -222,10 +222,16 @@ class Resolver:
                 continue
             if name == "redistributor":
                 c.redistributor = (values[0], values[1])
-            elif name == "device-id-bits":
-                c.device_id_bits = values[0]
-            elif name == "event-id-bits":
-                c.event_id_bits = values[0]
+            elif name in ("device-id-bits", "event-id-bits"):
+                # GITS_TYPER.Devbits and .ID_bits hold 1..32 (GICv3 architecture, 12.19.16)
+                if not 1 <= values[0] <= 32:
+                    self.error(C.NUMBER_RANGE, span, f"'{name}' must be 1..32 (an ITS's IDs are at most 32 bits), "
+                               f"not {values[0]:#x}")
+                    continue
+                if name == "device-id-bits":
+                    c.device_id_bits = values[0]
+                else:
+                    c.event_id_bits = values[0]
             elif name == "available":
                 if len(values) % 2:
                     self.error(C.BAD_VALUE, span, "'available' takes ranges like 0..255")
@@ -246,6 +252,13 @@ class Resolver:
                 c.interrupt_cells = values[0]
             elif name == "msi-cells":
                 c.msi_cells = values[0]
+        if d.address is not None and d.size is None and not d.from_base:
+            # A node with a unit address needs a 'reg' (dtc: unit_address_vs_reg).
+            self.error(
+                C.MISSING_SETTING,
+                d.span,
+                f"a {d.kind} controller placed at an address needs its size ('@ ADDRESS size SIZE')",
+            )
         if d.kind == "gicv3-its" and d.address is None:
             self.error(
                 C.MISSING_SETTING,

@@ -110,3 +110,22 @@ def test_a_killed_compile_takes_its_worker_with_it(tmp_path: Path) -> None:
         -1
     ].startswith("Z")
     assert not alive, "the worker outlived its killed parent"
+
+
+def test_a_worker_that_fails_outright_never_returns_into_the_compile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by `make fuzz`: a MemoryError escaping the worker's own error
+    handling ran the rest of the compile a second time in the child (two
+    "internal error" lines). The child now always ends in os._exit; the parent,
+    without an answer, does the work itself."""
+    msi = ROOT / "examples" / "partitions" / "partitions.msi"
+    monkeypatch.chdir(msi.parent)
+    serial = _compile(msi, tmp_path / "serial", "1", monkeypatch)
+
+    def fail(self: worker.Worker, parent: int, write_end: int) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(worker.Worker, "_answer", fail)
+    forked = _compile(msi, tmp_path / "forked", "2", monkeypatch)
+    assert forked == serial

@@ -81,6 +81,12 @@ class Worker:
         self.read_end: int | None = read_end
 
     def _child(self, parent: int, write_end: int) -> None:
+        try:
+            self._answer(parent, write_end)
+        finally:
+            os._exit(0)  # never back into the caller's code, whatever happened (even MemoryError)
+
+    def _answer(self, parent: int, write_end: int) -> None:
         answer: tuple[Any, ...]
         try:
             _die_with_parent(parent)
@@ -96,12 +102,9 @@ class Worker:
             answer = ("oserror", e)
         except BaseException:
             answer = ("crash", traceback.format_exc())
-        try:
-            data = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
-            with os.fdopen(write_end, "wb") as pipe:
-                pipe.write(data)
-        finally:
-            os._exit(0)
+        data = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+        with os.fdopen(write_end, "wb") as pipe:
+            pipe.write(data)
 
     def join(self) -> None:
         """Wait for the child and take over its diagnostics and outputs (or,

@@ -55,7 +55,11 @@ def check_base_tree(path: Path, shown: str, is_dtb: bool, span: Span, sink: Diag
         if m is None or m["message"].startswith("Failed prerequisite"):
             continue  # a note that a later check was skipped, not a problem of its own
         where = _span(m["file"], str(path), shown, m["line"], files)
-        sink.report(C.BASE_TREE_DTC, where, f"dtc {m['kind'].lower()} ({m['check']}): {m['message']}",
+        # dtc refuses a tree with an ERROR (it wrote this one only because of -f):
+        # dtmsi must not build on it either (found by the fuzzer: a duplicate
+        # label dtmsi's reader let through).
+        code = C.BASE_TREE if m["kind"] == "ERROR" else C.BASE_TREE_DTC
+        sink.report(code, where, f"dtc {m['kind'].lower()} ({m['check']}): {m['message']}",
                     hint="the base tree's problems reach every output tree; fix them in the base file")
 
 

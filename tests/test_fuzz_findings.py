@@ -1,0 +1,57 @@
+"""Regression tests for what `make fuzz` found (each was an exit 3 or a tree dtc warns about)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dtmsi.driver import compile_file
+from dtmsi.options import CompileOptions
+
+ROOT = Path(__file__).resolve().parent.parent
+GIC = """gic = interrupt-controller gicv3 @ 0x0800_0000 size 64K {
+    redistributor @ 0x080a_0000 size 0xf6_0000;
+}
+"""
+BRIDGE = """host-bridge pcie0 ecam @ 0x3000_0000 size 16M {
+    buses 0..15;
+    window mem32 cpu 0x4000_0000 size 256M;
+    msi map rid 0x0000..0x0fff -> its;
+    endpoint nic0 @ 01.0 { id 8086:10d3 class 0x020000; bar 0 mem32 128K; msi 1 addr64; }
+}
+"""
+
+
+def _codes(tmp_path: Path, text: str, files: dict[str, str] | None = None) -> list[str]:
+    for name, body in (files or {}).items():
+        (tmp_path / name).write_text(body)
+    src = tmp_path / "in.msi"
+    src.write_text(text)
+    result = compile_file(CompileOptions(input=src, output_dir=tmp_path / "out"))
+    return [d.code.id for d in result.sink if d.code.is_error]
+
+
+def test_its_id_bits_beyond_32_are_refused(tmp_path: Path) -> None:
+    # 'device-id-bits 0x1_0000_0000_0000_0000' made a check compute 1 << 2**64: MemoryError
+    its = ("its = msi-controller gicv3-its @ 0x0808_0000 size 128K "
+           "{ parent gic; device-id-bits 0x1_0000_0000_0000_0000; }\n")
+    assert _codes(tmp_path, GIC + its + BRIDGE) == ["E106"]
+    fine = its.replace("0x1_0000_0000_0000_0000", "32")
+    assert _codes(tmp_path, GIC + fine + BRIDGE) == []
+
+
+def test_a_controller_at_an_address_needs_its_size(tmp_path: Path) -> None:
+    # 'gicv3 @ 64K' without 'size' made a node with a unit address and no reg (dtc: unit_address_vs_reg)
+    its = "its = msi-controller gicv3-its @ 0x0808_0000 size 128K { parent gic; }\n"
+    unsized = GIC.replace("@ 0x0800_0000 size 64K", "@ 64K")
+    assert _codes(tmp_path, unsized + its + BRIDGE) == ["E110"]
+    assert _codes(tmp_path, GIC + its + BRIDGE) == []
+
+
+def test_a_base_tree_dtc_refuses_is_refused(tmp_path: Path) -> None:
+    # a duplicate label: dtc errors (and wrote output only under -f); dtmsi's reader let it through
+    base = '/dts-v1/;\n/ {\n\tcompatible = "x";\n\ta: node1 { };\n\ta: node2 { };\n};\n'
+    its = "its = msi-controller gicv3-its @ 0x0808_0000 size 128K { parent gic; }\n"
+    text = 'platform "x" { base "b.dts"; }\n' + GIC + its + BRIDGE
+    assert "E901" in _codes(tmp_path, text, {"b.dts": base})
+    good = base.replace("a: node2", "b: node2")
+    assert "E901" not in _codes(tmp_path, text, {"b.dts": good})
