@@ -55,3 +55,18 @@ def test_a_base_tree_dtc_refuses_is_refused(tmp_path: Path) -> None:
     assert "E901" in _codes(tmp_path, text, {"b.dts": base})
     good = base.replace("a: node2", "b: node2")
     assert "E901" not in _codes(tmp_path, text, {"b.dts": good})
+
+
+def test_a_base_interrupt_controller_must_be_one(tmp_path: Path) -> None:
+    # a mutated e500 base tree whose MPIC lost 'interrupt-controller': dtmsi's MSI
+    # node named it as interrupt-parent and dtc warned (interrupts_property)
+    example = ROOT / "examples" / "qemu-e500"
+    base = (example / "qemu-e500-base.dts").read_text()
+    text = (example / "qemu-e500.msi").read_text()
+    assert "interrupt-controller;" in base.split("mpic:")[1].split("};")[0]
+    (tmp_path / "qemu-e500-base.dts").write_text(base)
+    assert _codes(tmp_path, text) == []
+    broken = base.split("mpic:")
+    broken[1] = broken[1].replace("interrupt-controller;", "", 1)
+    (tmp_path / "qemu-e500-base.dts").write_text("mpic:".join(broken))
+    assert _codes(tmp_path, text) == ["E902"]

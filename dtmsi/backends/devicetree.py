@@ -53,6 +53,15 @@ def base_refs(machine: Machine, base: Tree | None, sink: DiagnosticSink) -> dict
             continue
         if c.is_msi and c.kind != "fsl-msi" and found.prop("msi-controller") is None:
             sink.report(C.BASE_NODE_MISMATCH, span, f"base node '{c.from_base}' has no 'msi-controller' property")
+        if not c.is_msi and found.prop("interrupt-controller") is None:
+            # dtmsi's nodes name it as their interrupt parent: dtc (interrupts_property)
+            # and Linux want an interrupt controller there (found by the fuzzer).
+            sink.report(
+                C.BASE_NODE_MISSING,
+                span,
+                f"base node '{c.from_base}' for interrupt controller '{c.name}' has no 'interrupt-controller' property",
+            )
+            continue
         refs[c.name] = c.from_base
     return refs
 
