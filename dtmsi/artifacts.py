@@ -10,6 +10,13 @@ staging directory is given every entry of the old one that is not replaced
 (hard links: an unchanged output keeps its inode and its mtime) and the two
 directories are exchanged in one ``renameat2(RENAME_EXCHANGE)``. The next
 compile removes what a killed one left behind.
+
+Where the directory cannot be swapped (a shared build tree, a mount point)
+the changed files are renamed in one by one under a journal,
+``DIR/.dtmsi-commit``: written before the first rename and removed after the
+last, it names the staging directory and the files. A kill between two
+renames leaves the journal, and the next compile (or :func:`clean_stale`)
+finishes the renames before anything else, so the set ends up new.
 """
 
 from __future__ import annotations
@@ -212,14 +219,68 @@ def _carry_subdirectories(old: Path, new: Path) -> None:
             _step(f"move {name}")
 
 
+_JOURNAL = ".dtmsi-commit"  # inside DIR while a per-file commit renames
+_JOURNAL_HEAD = "dtmsi-commit 1"
+
+
+def _journal_text(stage: Path, target: Path, names: list[str]) -> str:
+    """The journal: a header, the staging directory relative to DIR, the names."""
+    return "\n".join([_JOURNAL_HEAD, os.path.relpath(stage, target), *names]) + "\n"
+
+
+def _journal_stage(directory: Path, lines: list[str]) -> Path | None:
+    """The staging directory a journal names, if it is one dtmsi would have
+    made for ``directory`` (inside it, or beside it); None for anything else,
+    so that a damaged or planted journal moves no file from elsewhere."""
+    if len(lines) < 2 or lines[0] != _JOURNAL_HEAD:
+        return None
+    rel = lines[1]
+    if "/" not in rel:
+        inside = rel.startswith(_STAGE_MARK)
+        return directory / rel if inside else None
+    up, _, name = rel.partition("/")
+    if up == ".." and "/" not in name and name.startswith(f".{directory.name}{_STAGE_MARK}"):
+        return directory.parent / name
+    return None
+
+
+def finish_interrupted_commit(directory: Path) -> bool:
+    """Finish the per-file commit a killed compile left a journal for: rename
+    the files still staged into ``directory``, then drop the journal. False
+    if there is none, or a running compile holds its staging directory."""
+    journal = directory / _JOURNAL
+    try:
+        lines = journal.read_text(encoding="utf-8", errors="replace").splitlines()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return False
+    stage = _journal_stage(directory, lines)
+    if stage is not None and stage.is_dir():
+        fd = _lock(stage, wait=False)
+        if fd is None:
+            return False  # its compile is still running, and will finish it
+        try:
+            for name in lines[2:]:
+                if not name or "/" in name or name in (".", "..", _JOURNAL):
+                    continue
+                with contextlib.suppress(FileNotFoundError):  # renamed before the kill
+                    os.replace(stage / name, directory / name)
+        finally:
+            os.close(fd)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(journal)
+    return True
+
+
 def clean_stale(directory: Path) -> None:
     """Remove what a killed compile into ``directory`` left behind.
 
-    Staging directories ``.DIR.dtmsi-*`` beside it whose lock no one holds go
+    A per-file commit that was cut short is finished first (its journal
+    names what was still to be renamed). Staging directories ``.DIR.dtmsi-*`` beside it whose lock no one holds go
     (after giving back subdirectories that were being carried across); if
     the directory itself is missing because a compile was killed between the
     two renames of the fallback swap, the old one is put back first. Inside
     it, staging directories ``.dtmsi-*`` and ``.NAME.XXXXXXXX.tmp`` files go."""
+    finish_interrupted_commit(directory)
     parent, prefix = directory.parent, f".{directory.name}{_STAGE_MARK}"
     try:
         with os.scandir(parent) as it:
@@ -271,9 +332,11 @@ class Outputs:
     directory DIR, and commit swaps the two. Where that cannot work (DIR is
     a mount point, or its parent is not writable), it is
     ``DIR/.dtmsi-XXXXXXXX`` and commit renames the changed files into DIR one
-    by one: each file is whole, but the set is not all-or-nothing. The same
-    per-file commit serves a DIR with subdirectories: a shared build tree,
-    which is never swapped from under the build tool running in it.
+    by one under a journal (``DIR/.dtmsi-commit``): each file is whole, and a
+    set cut short by a kill is finished by the next compile, which the
+    journal tells readers to wait for. The same per-file commit serves a DIR
+    with subdirectories: a shared build tree, which is never swapped from
+    under the build tool running in it.
     """
 
     def __init__(self, directory: Path | None, keep: bool = True) -> None:
@@ -372,10 +435,9 @@ class Outputs:
                     # A directory with subdirectories is a shared build tree
                     # (Meson's or CMake's build root: the build tool's state
                     # lives there and it runs in it, so swapping the directory
-                    # pulled it from under ninja): each file is renamed in, whole.
-                    for name in changed:
-                        os.replace(stage / name, target / name)
-                        _step(f"rename {name}")
+                    # pulled it from under ninja): each file is renamed in,
+                    # whole, under a journal that the next compile finishes.
+                    self._rename_in(stage, target, changed)
         except BaseException:
             self.discard()
             raise
@@ -388,6 +450,19 @@ class Outputs:
         self.staged.clear()
         self._made.clear()
         return [self.directory / n for n in changed]
+
+    @staticmethod
+    def _rename_in(stage: Path, target: Path, changed: list[str]) -> None:
+        """Rename the changed files into ``target`` one by one, journalled."""
+        journal = target / _JOURNAL
+        (stage / _JOURNAL).write_text(_journal_text(stage, target, changed), encoding="utf-8")
+        os.replace(stage / _JOURNAL, journal)  # whole or absent
+        _step("journal")
+        for name in changed:
+            os.replace(stage / name, target / name)
+            _step(f"rename {name}")
+        os.unlink(journal)
+        _step("journal done")
 
     @staticmethod
     def _check_and_compare(staged: Path, final: Path) -> bool:

@@ -15,8 +15,10 @@ compile removes what the killed one left behind and succeeds.
 * Leftovers: earlier versions' ``.NAME.XXXXXXXX.tmp`` files go, a staging
   directory whose lock a running compile holds stays; ``-o .`` (the working
   directory is swapped) still puts the depfile into the new directory.
-* Negative control: the per-file commit (what dtmsi does only where it cannot
-  swap) killed between two renames leaves a mixed set, and the same checker
+* Where dtmsi cannot swap (a mount point, a shared build tree) it renames
+  file by file under a journal: killed at every step, the set is old or new
+  once the journal is honoured, as the next compile does. Negative control:
+  without the journal the same kills leave mixed sets, and the same checker
   says so.
 
 Every compile compares against reference compiles of the old and the new
@@ -253,30 +255,131 @@ def test_killed_while_making_a_new_directory(tmp_path: Path, refs: tuple[Path, P
         assert _state(out, old, new, {}) == "new" and _leftovers(out) == []
 
 
-def test_negative_control_a_per_file_commit_is_caught(tmp_path: Path,
-                                                      refs: tuple[Path, Path, Outputs, Outputs]) -> None:
-    """What dtmsi falls back to inside a mount point (files renamed one by
-    one) is not all-or-nothing, and the checker above sees the mix."""
+def _in_place() -> None:
+    """Stage inside the output directory and commit file by file, as dtmsi
+    does in a mount point (only in the forked child)."""
+    os.path.ismount = lambda p: True  # type: ignore[assignment]
 
-    def in_place() -> None:
-        os.path.ismount = lambda p: True  # type: ignore[assignment]  # only in the forked child
 
+def _shared_tree(out: Path) -> Outputs:
+    """Make ``out`` a shared build tree (a subdirectory of the build tool's)."""
+    (out / "meson-private").mkdir()
+    (out / "meson-private" / "state").write_bytes(b"kept\n")
+    return {}
+
+
+def _no_journal() -> None:
+    """The per-file commit without its journal (only in the forked child)."""
+
+    def rename_in(stage: Path, target: Path, changed: list[str]) -> None:
+        for name in changed:
+            os.replace(stage / name, target / name)
+            artifacts._step(f"rename {name}")
+
+    artifacts.Outputs._rename_in = staticmethod(rename_in)  # type: ignore[method-assign]
+
+
+def _kill_per_file_commit(tmp_path: Path, refs: tuple[Path, Path, Outputs, Outputs],
+                          patch: Callable[[], None] | None, shared: bool) -> tuple[list[str], int]:
+    """Kill a per-file commit after every step; honour what it left as a
+    reader and the next compile do (finish a journalled commit), then ask
+    for exactly the old or the new set. The states seen, and how many kills
+    left a journal."""
     old_src, new_src, old, new = refs
-    mixed = 0
-    changed = sum(1 for n in new if old.get(n) != new[n])
-    assert changed >= 3
     probe, _ = _prepare(tmp_path / "probe", old_src)
-    total = _fork_compile(new_src, probe, None, in_place)
+    if shared:
+        _shared_tree(probe)
+    total = _fork_compile(new_src, probe, None, patch)
+    seen: list[str] = []
+    journals = 0
     for n in range(1, total + 1):
         out, foreign = _prepare(tmp_path / f"kill{n}", old_src)
-        _fork_compile(new_src, out, n, in_place)
+        if shared:
+            _shared_tree(out)
+        _fork_compile(new_src, out, n, patch)
+        if (out / ".dtmsi-commit").exists():
+            journals += 1
+            assert artifacts.finish_interrupted_commit(out)
+            assert not (out / ".dtmsi-commit").exists()
         try:
-            _state(out, old, new, foreign, stage_inside=True)
+            seen.append(_state(out, old, new, foreign, stage_inside=not shared))
         except AssertionError as e:
             assert "mixed output set" in str(e), e
-            mixed += 1
-        _recover_and_check(out, new_src, old, new, foreign)  # its leftovers inside go too
-    assert mixed == changed - 1, f"{mixed} mixed states; renames between which a kill mixes: {changed - 1}"
+            seen.append("mixed")
+        _recover_and_check(out, new_src, old, new, foreign)  # its leftovers go too
+        if shared:
+            assert (out / "meson-private" / "state").read_bytes() == b"kept\n"
+    return seen, journals
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["mount-point", "shared-build-tree"])
+def test_a_per_file_commit_killed_at_every_step_is_finished_by_its_journal(
+    tmp_path: Path, refs: tuple[Path, Path, Outputs, Outputs], shared: bool
+) -> None:
+    """Where the directory is not swapped (a mount point; a shared build tree)
+    the changed files are renamed in one by one. A kill between two renames
+    leaves a mix, and the journal written before the first rename says so:
+    finished as the next compile finishes it, the set is the new one, never
+    a mix, and unchanged files keep their mtime."""
+    _, _, old, new = refs
+    changed = sum(1 for n in new if old.get(n) != new[n])
+    assert changed >= 3
+    seen, journals = _kill_per_file_commit(tmp_path, refs, None if shared else _in_place, shared)
+    assert "mixed" not in seen, seen
+    assert journals == changed + 1, (journals, seen)  # from the journal to the last rename
+    assert seen[0] == "old" and seen[-1] == "new" and seen == sorted(seen, key=["old", "new"].index), seen
+
+
+def test_negative_control_a_per_file_commit_without_journal_is_caught(
+    tmp_path: Path, refs: tuple[Path, Path, Outputs, Outputs]
+) -> None:
+    """Without the journal, the same kills leave mixed sets that nothing
+    finishes, and the checker above sees each of them."""
+    _, _, old, new = refs
+    changed = sum(1 for n in new if old.get(n) != new[n])
+    seen, journals = _kill_per_file_commit(tmp_path, refs, _no_journal, True)
+    assert journals == 0
+    assert seen.count("mixed") == changed - 1, f"{seen}: renames between which a kill mixes: {changed - 1}"
+
+
+def test_a_journal_names_only_dtmsis_own_staging_directories(tmp_path: Path) -> None:
+    """A damaged or planted journal moves nothing from elsewhere; it is dropped."""
+    out = tmp_path / "out"
+    out.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "system.dtb").write_bytes(b"not ours")
+    (out / "system.dtb").write_bytes(b"ours")
+    for stage in ("../elsewhere", "elsewhere", "../../x", "/tmp", ".dtmsi-gone"):
+        (out / ".dtmsi-commit").write_text(f"dtmsi-commit 1\n{stage}\nsystem.dtb\n")
+        assert artifacts.finish_interrupted_commit(out)
+        assert not (out / ".dtmsi-commit").exists()
+        assert (out / "system.dtb").read_bytes() == b"ours"
+        assert (elsewhere / "system.dtb").read_bytes() == b"not ours"
+    (out / ".dtmsi-commit").write_text("not a journal\n")
+    artifacts.clean_stale(out)
+    assert sorted(os.listdir(out)) == ["system.dtb"]
+
+
+def test_a_running_compiles_journal_is_left_to_it(tmp_path: Path) -> None:
+    """A journal whose staging directory a live compile holds locked is that
+    compile's commit in progress: another compile neither finishes nor drops it."""
+    out = tmp_path / "out"
+    out.mkdir()
+    stage = tmp_path / ".out.dtmsi-new-0badcafe"
+    stage.mkdir()
+    (stage / "system.dtb").write_bytes(b"new")
+    (out / "system.dtb").write_bytes(b"old")
+    (out / ".dtmsi-commit").write_text(f"dtmsi-commit 1\n../{stage.name}\nsystem.dtb\n")
+    fd = artifacts._lock(stage, wait=True)
+    try:
+        assert not artifacts.finish_interrupted_commit(out)
+        assert (out / ".dtmsi-commit").exists() and (out / "system.dtb").read_bytes() == b"old"
+    finally:
+        assert fd is not None
+        os.close(fd)
+    assert artifacts.finish_interrupted_commit(out)  # its holder died: finished
+    assert sorted(os.listdir(out)) == ["system.dtb"] and (out / "system.dtb").read_bytes() == b"new"
 
 
 # ------------------------------------------------------------------ large, real CLI, random times
