@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 from dtmsi.limits import MAX_BASE_TREE_BYTES
 from dtmsi.options import CompileOptions
 from dtmsi.source import (
-    BUILTIN,
     STDIN_NAME,
     InputFileError,
     SourceFile,
@@ -155,15 +154,15 @@ def _compile(options: CompileOptions, progress: Progress) -> CompileResult:
     except OSError as e:
         outputs.discard()
         result.artifacts = []
-        sink.report(C.OUTPUT_WRITE, _input_span(options), f"cannot write outputs: {e}")
+        # Located at the input that asked for the outputs (its first line,
+        # shown like any other diagnostic); the OS error names the path.
+        sink.report(C.OUTPUT_WRITE, _top_span(options), f"cannot write outputs: {e}",
+                    hint=f"'{options.output_dir}' must take the outputs: no directory named like one of "
+                    "them, write permission, free space")
     except BaseException:
         outputs.discard()
         raise
     return result
-
-
-def _input_span(options: CompileOptions) -> Span:
-    return Span(SourceFile(str(options.input), ""), 0, 0) if options.input else BUILTIN
 
 
 def _top_span(options: CompileOptions) -> Span:
