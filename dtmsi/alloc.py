@@ -303,17 +303,18 @@ class Allocator:
                 return a
         return a
 
-    def wanted(self, a: Allocation, capacity: int) -> tuple[int, int]:
-        """(vectors wanted, minimum acceptable) under the policy."""
+    def wanted(self, a: Allocation, capacity: int, mechanism: str) -> tuple[int, int]:
+        """(vectors wanted, minimum acceptable) of ``mechanism`` under the policy."""
         p = a.policy
-        if p.vectors_base == "requested":
+        v = p.vectors_for(mechanism)
+        if v.base == "requested":
             want = capacity
-        elif p.vectors_base == "cpus":
-            want = p.vectors_scale * self.cpus_for(a.function) + p.vectors_count
+        elif v.base == "cpus":
+            want = v.scale * self.cpus_for(a.function) + v.count
         else:
-            want = p.vectors_max if p.vectors_max is not None else p.vectors_count
+            want = v.maximum if v.maximum is not None else v.count
         want = max(want, 1)
-        minimum = p.vectors_min if p.vectors_min is not None else (want if p.on_short == "fail" else 1)
+        minimum = v.minimum if v.minimum is not None else (want if p.on_short == "fail" else 1)
         return want, max(1, min(minimum, want))
 
     def try_mechanism(self, a: Allocation, mech: Mechanism, msi_n: int, msix_n: int, last: bool) -> bool:
@@ -323,7 +324,7 @@ class Allocator:
             a.say(f"INTx pin {'ABCD'[f.intx_pin - 1]} (shared, level)")
             return True
         capacity = msix_n if mech == "msix" else msi_n
-        want, minimum = self.wanted(a, capacity)
+        want, minimum = self.wanted(a, capacity, mech)
         grant = want
         why: list[str] = []
         if grant > capacity:

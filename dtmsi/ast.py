@@ -275,6 +275,8 @@ class PolicyDecl:
     on_short: Literal["degrade", "fallback", "fail"]
     on_short_span: Span | None
     span: Span
+    # ``vectors msix ...;`` / ``vectors msi ...;``
+    vectors_for: tuple[tuple[Literal["msix", "msi"], VectorsDecl], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -117,6 +117,7 @@ POLICY_DEGRADED = _code("W610", "policy got fewer vectors than it asked for")
 POLICY_FELL_BACK = _code("W611", "policy fell back to a later mechanism")
 NO_INTERRUPT = _code("W612", "function has neither MSI, MSI-X nor INTx")
 CAP_OFFSET = _code("E613", "capability offset outside 0x40..0xff, not dword-aligned, or overlapping")
+POLICY_COUNT_UNUSED = _code("W614", "policy gives a vector count for a mechanism it does not prefer")
 
 # 7xx: MSI controllers and msi-map
 MSI_MAP_TARGET = _code("E701", "msi-map target is not an MSI controller with #msi-cells = <1>")

@@ -182,6 +182,10 @@ EXPLANATIONS: dict[str, Explanation] = {
     "W611": _e("A policy's first mechanism could not be used and a later one was, as Linux falls back from "
                "MSI-X to MSI to INTx.", "Linux drivers/pci/msi/api.c pci_alloc_irq_vectors_affinity()"),
     "W612": _e("A function with neither MSI, MSI-X nor an INTx pin can never interrupt."),
+    "W614": _e("A policy's 'vectors msix ...;' or 'vectors msi ...;' line is the count it asks of that one "
+               "mechanism (Linux's e1000e asks MSI-X for exactly 3, then MSI for 1); a mechanism its 'prefer' "
+               "does not name is never asked, so the line does nothing.",
+               "Linux drivers/net/ethernet/intel/e1000e/netdev.c e1000e_set_interrupt_capability()"),
     "E613": _e("A declared capability offset lies in 0x40..0xff, is dword-aligned, and the MSI and MSI-X "
                "structures of one function do not overlap.", "PCI Local Bus Specification 3.0 sec. 6.7; "
                "Linux __pci_find_next_cap_ttl()"),

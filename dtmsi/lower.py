@@ -1714,6 +1714,7 @@ class Lowerer:
         a.end()
         prefer: list[tuple[ast.Mechanism, Span]] = []
         vectors: ast.VectorsDecl | None = None
+        vectors_for: list[tuple[Literal["msix", "msi"], ast.VectorsDecl]] = []
         up_front = False
         on_short = "degrade"
         on_short_span: Span | None = None
@@ -1723,7 +1724,10 @@ class Lowerer:
                 b = Args(sub, senv)
                 w = sub.word
                 self._no_block(sub)
-                seen.once(w, sub.word_span)
+                for_mech = b.peek_word() if w == "vectors" else None
+                if for_mech not in ("msix", "msi"):
+                    for_mech = None
+                seen.once(f"{w} {for_mech}" if for_mech else w, sub.word_span)
                 if w == "prefer":
                     while True:
                         m, mspan = b.word("msix", "msi", "intx")
@@ -1732,6 +1736,9 @@ class Lowerer:
                         prefer.append((cast(ast.Mechanism, m), mspan))
                         if not b.opt_punct(","):
                             break
+                elif w == "vectors" and for_mech is not None:
+                    b.word("msix", "msi")
+                    vectors_for.append((cast(Literal["msix", "msi"], for_mech), self._vectors(sub, b)))
                 elif w == "vectors":
                     vectors = self._vectors(sub, b)
                 elif w == "up-front":
@@ -1751,6 +1758,7 @@ class Lowerer:
             cast(Literal["degrade", "fallback", "fail"], on_short),
             on_short_span,
             st.span,
+            tuple(vectors_for),
         )
 
     def _vectors(self, st: s.Stmt, a: Args) -> ast.VectorsDecl:

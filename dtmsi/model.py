@@ -401,6 +401,18 @@ class HostBridge:
 
 
 @dataclass(frozen=True, slots=True)
+class VectorCount:
+    """What a policy's ``vectors`` says: how many to ask for, the least to take."""
+
+    base: Literal["requested", "count", "cpus"]
+    count: int
+    maximum: int | None
+    minimum: int | None
+    scale: int = 1  # "cpus": scale * cpus + count
+    span: Span | None = None  # its ``vectors`` statement
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     name: str
     prefer: tuple[Literal["msix", "msi", "intx"], ...]
@@ -412,6 +424,17 @@ class Policy:
     on_short: Literal["degrade", "fallback", "fail"]
     span: Span
     vectors_scale: int = 1  # "cpus": scale * cpus + count
+    # ``vectors msix ...;`` / ``vectors msi ...;``: a count for one mechanism
+    # (Linux's e1000e asks MSI-X for exactly 3, then plain MSI for 1).
+    per_mechanism: tuple[tuple[Literal["msix", "msi"], VectorCount], ...] = ()
+
+    def vectors_for(self, mechanism: str | None) -> VectorCount:
+        """The count the policy asks of ``mechanism``: its own line, else the general one."""
+        for mech, count in self.per_mechanism:
+            if mech == mechanism:
+                return count
+        return VectorCount(self.vectors_base, self.vectors_count, self.vectors_max, self.vectors_min,
+                           self.vectors_scale)
 
 
 @dataclass(frozen=True, slots=True)

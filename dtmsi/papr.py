@@ -57,10 +57,10 @@ def req_values(alloc: Allocator, a: Allocation) -> tuple[int | None, int | None]
     req_msi = req_msix = None
     for mech in a.policy.prefer:
         if mech == "msi" and msi_n:
-            want, _ = alloc.wanted(a, msi_n)
+            want, _ = alloc.wanted(a, msi_n, "msi")
             req_msi = min(_pow2_ceil(want), msi_n)
         elif mech == "msix" and msix_n:
-            want, _ = alloc.wanted(a, msix_n)
+            want, _ = alloc.wanted(a, msix_n, "msix")
             req_msix = min(want, msix_n)
     return req_msi, req_msix
 
@@ -304,7 +304,7 @@ def _predict_one(a: Allocation, q: QNode, allocator: Allocator, sink: Diagnostic
         capacity = f.msix.table_size if mech == "msix" and f.msix else f.msi.vectors if mech == "msi" and f.msi else 0
         if not capacity:
             continue
-        want, minimum = allocator.wanted(a, capacity)
+        want, minimum = allocator.wanted(a, capacity, mech)
         want = min(want, capacity)
         pred = predict(q, mech, want, minimum, f.msix.table_size if mech == "msix" and f.msix else None)
         for step in pred.steps:

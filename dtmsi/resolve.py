@@ -917,6 +917,10 @@ class Resolver:
                 d.on_short,
                 d.span,
                 v.scale if v else 1,
+                tuple(
+                    (mech, m.VectorCount(pv.base, pv.count, pv.maximum, pv.minimum, pv.scale, pv.span))
+                    for mech, pv in d.vectors_for
+                ),
             )
         if "default" not in out:
             out["default"] = m.Policy(

@@ -45,6 +45,7 @@ ALL: tuple[Check, ...] = (
     msi.fsl_available_ranges,
     msi.x86_apic_destinations,
     msi.fsl_msi_cascade,
+    msi.policy_mechanism_counts,
     partitions.function_ownership,
     partitions.pe_membership,
     partitions.papr_platform,

@@ -390,3 +390,19 @@ def fsl_msi_cascade(machine: Machine, report: Report) -> None:
                 + (f"; '{c.parent.name}' is a {c.parent.kind}" if c.parent is not None else ""),
                 hint="add 'parent MPIC;' naming an 'interrupt-controller mpic' (it may be 'from base')",
             )
+
+
+def policy_mechanism_counts(machine: Machine, report: Report) -> None:
+    """A ``vectors msix ...;`` or ``vectors msi ...;`` line is the count a
+    policy asks of that one mechanism; if the policy's ``prefer`` does not
+    name the mechanism, no function ever asks it and the line is dead."""
+    for p in machine.policies.values():
+        for mech, count in p.per_mechanism:
+            if mech not in p.prefer:
+                report(
+                    C.POLICY_COUNT_UNUSED,
+                    count.span or p.span,
+                    f"policy '{p.name}' gives a count for {mech}, which its 'prefer' ({', '.join(p.prefer)}) "
+                    "does not name",
+                    hint=f"add {mech} to 'prefer', or drop this line",
+                )

@@ -334,7 +334,7 @@ def _function(
     later = chain[chain.index(mech) + 1 :] if mech in chain else []
     fb_msi_nvec = fb_msi_min = 0
     if mode == "papr" and mech == "msix" and "msi" in later and msi is not None:
-        want, minimum = allocator.wanted(a, msi.vectors)
+        want, minimum = allocator.wanted(a, msi.vectors, "msi")
         fb_msi_nvec = min(want, msi.vectors)
         fb_msi_min = min(minimum, fb_msi_nvec)
     if mode == "papr" and mech in ("msi", "msix") and "intx" in later and f.intx_pin and f.kind != "vf":
@@ -343,7 +343,7 @@ def _function(
     nvec_min = 0
     if mech in ("msi", "msix"):
         capacity = (msix.table_size if mech == "msix" and msix else msi.vectors if msi else 0) or 1
-        nvec_min = min(allocator.wanted(a, capacity)[1], nvec)
+        nvec_min = min(allocator.wanted(a, capacity, mech)[1], nvec)
     runs: tuple[PlanRun, ...] = ()
     if mode != "papr" and mech in ("msi", "msix"):
         runs = tuple(

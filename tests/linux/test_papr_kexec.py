@@ -82,22 +82,11 @@ class Scenario:
     #: scenario's comment): the scenario really tests what it says.
     plan: Mapping[str, Outcome]
     maxcpus: int | None = None
-    #: A disagreement the boot is expected to show (xfail); every other
-    #: problem still fails the test.
-    disagreement: str | None = None
 
     @property
     def msi(self) -> Path:
         return HERE / f"{self.name}.msi"
 
-
-E1000E_SHORT_REASON = (
-    "dtmsi predicts INTx for e1000e at 0000:00:02.0 (policy 'vectors 3 min 3': dtmsi applies the "
-    "minimum to every mechanism, so the 1-vector MSI capability falls short), but Linux's e1000e "
-    "asks MSI-X for exactly 3 (clamped to quota 2 by msi_quota_for_device: -ENOSPC) and then MSI "
-    "for 1, which rtas_prepare_msi_irqs grants (ibm,change-msi function 3, count 1); the INTx it "
-    "ends with comes from QEMU's failing MSI self-test, not from the prediction"
-)
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
@@ -136,8 +125,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "e1000e_short",
         ALL3,
-        {NET: ("msix", 2, 2), NIC: ("intx", 0, 0), NVME: ("msix", 2, 2)},
-        disagreement="the kernel took MSI",
+        {NET: ("msix", 2, 2), NIC: ("msi", 1, 1), NVME: ("msix", 2, 2)},
     ),
 )
 BY_NAME = {s.name: s for s in SCENARIOS}
@@ -398,16 +386,6 @@ def scenario_run(name: str, runs: dict[str, ScenarioRun], guest: PseriesGuest, t
     return runs[name]
 
 
-def _scenario_params() -> list[Any]:
-    out: list[Any] = []
-    for s in SCENARIOS:
-        marks = []
-        if s.disagreement is not None:
-            marks.append(pytest.mark.xfail(strict=True, raises=AssertionError, reason=E1000E_SHORT_REASON))
-        out.append(pytest.param(s.name, marks=marks, id=s.name))
-    return out
-
-
 # --------------------------------------------------------------------------
 # the tests
 # --------------------------------------------------------------------------
@@ -431,11 +409,10 @@ def test_the_scenarios_differ() -> None:
 
 
 @pytest.mark.linux
-@pytest.mark.parametrize("name", _scenario_params())
+@pytest.mark.parametrize("name", [s.name for s in SCENARIOS])
 def test_the_kernel_does_what_allocation_json_says(
     name: str, runs: dict[str, ScenarioRun], pseries_guest: PseriesGuest, tmp_path: Path
 ) -> None:
-    scenario = BY_NAME[name]
     sr = scenario_run(name, runs, pseries_guest, tmp_path)
     b, run = sr.build, sr.run
     context = f"{summary(run)}\n--- dtmsi ---\n{b.diagnostics}"
@@ -457,10 +434,6 @@ def test_the_kernel_does_what_allocation_json_says(
         pytest.fail("the .msi does not describe QEMU's machine:\n" + "\n".join(harness) + "\n" + context)
 
     j = judge(b.allocation, run, b.plan)
-    if scenario.disagreement is not None:
-        others = [p for p in j.problems if scenario.disagreement not in p]
-        if others:
-            pytest.fail("problems besides the known disagreement:\n" + "\n".join(others) + "\n" + context)
     assert not j.problems, "\n".join(["dtmsi and the kernel disagree:", *j.problems, *j.table, context])
 
 
