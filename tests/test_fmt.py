@@ -232,7 +232,9 @@ def test_comparison_sees_a_changed_token(trees: tuple[Path, Path], tmp_path: Pat
     wrong = tmp_path / "examples"
     shutil.copytree(a / "examples", wrong)
     devices = wrong / "qemu-virt" / "qemu-devices.msi"
-    devices.write_text(devices.read_text().replace("vectors 3;", "vectors 2;"))
+    text = devices.read_text()
+    assert "vectors 3 min 3;" in text
+    devices.write_text(text.replace("vectors 3 min 3;", "vectors 2 min 2;"))
     problems = _compare_trees(a / "examples", wrong, Path("qemu-virt") / "qemu-virt.msi")
     assert any("allocation.json" in p for p in problems), problems
 

@@ -36,7 +36,7 @@ const struct dtmsi_system_function dtmsi_system_table[DTMSI_SYSTEM_NFUNCTIONS_AR
     [DTMSI_SYSTEM_FN_NIC0] = {
         .name = "nic0", .seg = 0x0U, .bus = 0x0U, .devfn = 0x10U, .vendor = 0x8086U, .device = 0x10d3U,
         .mech = DTMSI_SYSTEM_MECH_MSIX, .flags = DTMSI_SYSTEM_F_ADDR64 | DTMSI_SYSTEM_F_BUS_MASTER, .msi_cap = 0xd0U, .msix_cap = 0xa0U,
-        .nvec = 3U, .nvec_min = 1U, .hw_vectors = 3U, .on_short = DTMSI_SYSTEM_SHORT_DEGRADE,
+        .nvec = 3U, .nvec_min = 3U, .hw_vectors = 3U, .on_short = DTMSI_SYSTEM_SHORT_DEGRADE,
         .msix_tsize = 5U, .msix_bir = 3U, .msix_offset = 0x0U, .bar_pci = 0x0ULL,
         .hb = 0U, .run_first = 1U, .run_count = 1U, .slot = 3U, .slots = 3U,
         .config_addr = 0x1000U, .fb_msi_nvec = 0U, .fb_msi_min = 0U, .opal_pe = 0U, .opal_mve = 0U
