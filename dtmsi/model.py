@@ -416,25 +416,20 @@ class VectorCount:
 class Policy:
     name: str
     prefer: tuple[Literal["msix", "msi", "intx"], ...]
-    vectors_base: Literal["requested", "count", "cpus"]
-    vectors_count: int
-    vectors_max: int | None
-    vectors_min: int | None
+    vectors: VectorCount
     up_front: bool
     on_short: Literal["degrade", "fallback", "fail"]
     span: Span
-    vectors_scale: int = 1  # "cpus": scale * cpus + count
     # ``vectors msix ...;`` / ``vectors msi ...;``: a count for one mechanism
     # (Linux's e1000e asks MSI-X for exactly 3, then plain MSI for 1).
     per_mechanism: tuple[tuple[Literal["msix", "msi"], VectorCount], ...] = ()
 
-    def vectors_for(self, mechanism: str | None) -> VectorCount:
+    def vectors_for(self, mechanism: str) -> VectorCount:
         """The count the policy asks of ``mechanism``: its own line, else the general one."""
         for mech, count in self.per_mechanism:
             if mech == mechanism:
                 return count
-        return VectorCount(self.vectors_base, self.vectors_count, self.vectors_max, self.vectors_min,
-                           self.vectors_scale)
+        return self.vectors
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,6 +54,14 @@ _BRIDGE_DEFAULTS: dict[str, tuple[int, int]] = {
 _GRANULE = {"io": 0x1000, "mem": 0x100000, "pref": 0x100000}
 
 
+# A policy without 'vectors': as many as the capability has.
+_ASK_WHAT_IT_HAS = m.VectorCount("requested", 0, None, None)
+
+
+def _vector_count(v: ast.VectorsDecl) -> m.VectorCount:
+    return m.VectorCount(v.base, v.count, v.maximum, v.minimum, v.scale, v.span)
+
+
 @dataclass
 class _Item:
     """One thing to place on a bus for one resource class: a BAR or a bridge window."""
@@ -905,26 +913,18 @@ class Resolver:
                 )
                 continue
             prefer = tuple(p[0] for p in d.prefer) or ("msix", "msi", "intx")
-            v = d.vectors
             out[d.name] = m.Policy(
                 d.name,
                 prefer,
-                v.base if v else "requested",
-                v.count if v else 0,
-                v.maximum if v else None,
-                v.minimum if v else None,
+                _vector_count(d.vectors) if d.vectors else _ASK_WHAT_IT_HAS,
                 d.up_front,
                 d.on_short,
                 d.span,
-                v.scale if v else 1,
-                tuple(
-                    (mech, m.VectorCount(pv.base, pv.count, pv.maximum, pv.minimum, pv.scale, pv.span))
-                    for mech, pv in d.vectors_for
-                ),
+                tuple((mech, _vector_count(v)) for mech, v in d.vectors_for),
             )
         if "default" not in out:
             out["default"] = m.Policy(
-                "default", ("msix", "msi", "intx"), "requested", 0, None, None, False, "degrade", BUILTIN
+                "default", ("msix", "msi", "intx"), _ASK_WHAT_IT_HAS, False, "degrade", BUILTIN
             )
         return out
 
