@@ -21,12 +21,15 @@ gic = interrupt-controller gicv3 @ 0x0800_0000 size 64K { redistributor @ 0x080a
 its = msi-controller gicv3-its @ 0x0808_0000 size 128K { parent gic; }
 """
 
-BODY = """\
+BRIDGE = """\
 host-bridge pcie0 ecam @ 0x3000_0000 size 16M {
     buses 0..15;
     window mem32 cpu 0x4000_0000 size 256M;
     msi map rid 0x0000..0x0fff -> its;
     intx -> gic spi 3..6 level;
+"""
+
+BODY = BRIDGE + """\
     endpoint nic @ 01.0 {
         id 8086:10d3 class 0x020000;
         bar 0 mem32 128K;
@@ -96,12 +99,7 @@ def test_a_class_policy_naming_nothing_available_warns(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- a count per mechanism
 
-ONE_FUNCTION = """\
-host-bridge pcie0 ecam @ 0x3000_0000 size 16M {
-    buses 0..15;
-    window mem32 cpu 0x4000_0000 size 256M;
-    msi map rid 0x0000..0x0fff -> its;
-    intx -> gic spi 3..6 level;
+ONE_FUNCTION = BRIDGE + """\
     endpoint nic @ 01.0 {
         id 8086:10d3 class 0x020000;
         bar 0 mem32 16K;
