@@ -161,6 +161,7 @@ BASE_NODE_MISSING = _code("E902", "node expected in the base tree is missing")
 BASE_NODE_MISMATCH = _code("W903", "base tree node disagrees with the declaration")
 RAW_NODE = _code("E904", "raw node or property cannot be placed")
 OUTPUT_WRITE = _code("E905", "output cannot be written")
+BASE_UNIT_ADDRESS = _code("E906", "a node dtmsi makes has the unit address of a base-tree node beside it")
 
 # 93x: base trees as dtc sees them
 BASE_TREE_DTC = _code("W930", "dtc warns about the base tree")

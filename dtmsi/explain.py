@@ -266,6 +266,11 @@ EXPLANATIONS: dict[str, Explanation] = {
                "Linux Documentation/devicetree/bindings/interrupt-controller/msi.txt"),
     "E904": _e("A raw node or property cannot be placed: its parent path does not exist in the tree, or it "
                "would replace a node dtmsi generates."),
+    "E906": _e("A node dtmsi makes (a host bridge, a controller) sits beside a node of the base tree with "
+               "the same unit address: two devices claim one address on one bus, and dtc warns "
+               "(unique_unit_address). Typically an ECAM or register window placed over the board's RAM or "
+               "one of its devices.", "dtc checks.c check_unique_unit_address; Devicetree Specification "
+               "2.2.1 (node names, unit address)"),
     "E905": _e("An output cannot be written (a directory in the way, no permission, a full disk). Nothing is "
                "replaced: every output is staged and renamed into place only when all are written."),
     "E915": _e("The base tree nests nodes more than 64 deep; Linux reads device trees at most that deep "

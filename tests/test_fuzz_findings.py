@@ -70,3 +70,46 @@ def test_a_base_interrupt_controller_must_be_one(tmp_path: Path) -> None:
     broken[1] = broken[1].replace("interrupt-controller;", "", 1)
     (tmp_path / "qemu-e500-base.dts").write_text("mpic:".join(broken))
     assert _codes(tmp_path, text) == ["E902"]
+
+
+def _dtc_warnings(dts: Path) -> str:
+    import subprocess
+
+    r = subprocess.run(["dtc", "-I", "dts", "-O", "dtb", "-o", "/dev/null", str(dts)], capture_output=True, text=True)
+    return r.stderr
+
+
+def test_a_node_on_a_base_nodes_unit_address_is_refused(tmp_path: Path) -> None:
+    # the e500 example with its host bridge's ECAM moved to 0: dtmsi's pcie@0
+    # went beside the base tree's memory@0 and dtc warned (unique_unit_address)
+    example = ROOT / "examples" / "qemu-e500"
+    (tmp_path / "qemu-e500-base.dts").write_text((example / "qemu-e500-base.dts").read_text())
+    text = (example / "qemu-e500.msi").read_text()
+    ecam = "ecam @ 0xe_0000_0000"
+    assert ecam in text and "memory@0 {" in (tmp_path / "qemu-e500-base.dts").read_text()
+    assert _codes(tmp_path, text) == []
+    good = (tmp_path / "out" / "system.dts").read_bytes()
+    assert _dtc_warnings(tmp_path / "out" / "system.dts") == ""
+    assert _codes(tmp_path, text.replace(ecam, "ecam @ 0")) == ["E906"]
+    assert (tmp_path / "out" / "system.dts").read_bytes() == good  # the error wrote nothing
+    # Negative control: the same tree without the check is what dtc warns about.
+    from dtmsi.backends import devicetree
+
+    saved = devicetree._report_unit_address_clashes
+    devicetree._report_unit_address_clashes = lambda *a: None
+    try:
+        assert _codes(tmp_path, text.replace(ecam, "ecam @ 0")) == []
+    finally:
+        devicetree._report_unit_address_clashes = saved
+    assert "unique_unit_address" in _dtc_warnings(tmp_path / "out" / "system.dts")
+
+
+def test_a_node_beside_a_base_node_on_its_bus_is_refused_too(tmp_path: Path) -> None:
+    # The FSL MSI block goes into the base tree's SoC bus, beside the MPIC:
+    # moved onto the guts' address (CCSR + 0xe0000) it would share its unit address.
+    example = ROOT / "examples" / "qemu-e500"
+    (tmp_path / "qemu-e500-base.dts").write_text((example / "qemu-e500-base.dts").read_text())
+    text = (example / "qemu-e500.msi").read_text()
+    block = "fsl-msi @ 0xf_e004_1600"
+    assert block in text and "global-utilities@e0000" in (tmp_path / "qemu-e500-base.dts").read_text()
+    assert _codes(tmp_path, text.replace(block, "fsl-msi @ 0xf_e00e_0000")) == ["E906"]

@@ -14,6 +14,7 @@ from dtmsi.devicetree.overlay import OverlayError, build_overlay
 from dtmsi.devicetree.place import BasePlace, base_place
 from dtmsi.devicetree.tree import (
     DeviceTreeError,
+    Node,
     Property,
     Str,
     Tree,
@@ -110,10 +111,12 @@ def build_tree(
 ) -> Tree:
     ours = TreeBuilder(machine, keep, refs, allocation, places).build()
     if base is not None:
-        from dtmsi.devicetree.merge import merge_into
+        from dtmsi.devicetree.merge import merge_into, unit_address_clashes
 
         tree = merge_into(base, ours.root)  # a copy: the base tree serves every partition
         tree.header_comment = ours.header_comment
+        if keep is None:  # a partition's tree holds a subset of the system tree's nodes
+            _report_unit_address_clashes(machine, unit_address_clashes(tree.root, ours.root), sink)
     else:
         tree = ours
     if tree.root.prop("model") is None:
@@ -125,6 +128,22 @@ def build_tree(
     for n in missing:
         sink.report(C.RAW_NODE, n.span, f"the parent of raw node '{n.path}' does not exist")
     return tree
+
+
+def _report_unit_address_clashes(
+    machine: Machine, clashes: list[tuple[str, Node, Node]], sink: DiagnosticSink
+) -> None:
+    spans = {c.label: c.span for c in machine.controllers if c.span is not None}
+    spans.update((hb.label, hb.span) for hb in machine.host_bridges)
+    for bus, ours, theirs in clashes:
+        span = next((spans[label] for label in ours.labels if label in spans), machine.platform.span or BUILTIN)
+        sink.report(
+            C.BASE_UNIT_ADDRESS,
+            span,
+            f"the node dtmsi makes for this, '{ours.name}', has the unit address of the base tree's "
+            f"'{theirs.name}' (both on {bus})",
+            hint="two nodes at one address on one bus: move the registers (or ECAM) off the base tree's node",
+        )
 
 
 def _raw_properties(machine: Machine) -> list[RawProperty]:

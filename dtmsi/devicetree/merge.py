@@ -63,3 +63,32 @@ def merge_into(base: Tree, root: Node) -> Tree:
     )
     _merge_node(merged.root, root)
     return merged
+
+
+def unit_address_clashes(merged: Node, ours: Node, path: str = "") -> list[tuple[str, Node, Node]]:
+    """(bus path, our node, base node) for every node of ``ours`` that the
+    merge put beside a base-tree node with the same unit address, on every
+    bus where the compiler's nodes went (dtc's unique_unit_address: the
+    unit addresses of siblings are compared as strings).
+
+    ``merged`` is :func:`merge_into`'s result for ``ours``: the compiler's
+    nodes are in it as they are, so identity tells them from the base's."""
+    mine = {id(c) for c in ours.children}
+    by_unit: dict[str, list[Node]] = {}
+    for c in merged.children:
+        _, at, unit = c.name.partition("@")
+        if at:
+            by_unit.setdefault(unit, []).append(c)
+    clashes: list[tuple[str, Node, Node]] = []
+    for group in by_unit.values():
+        theirs = [n for n in group if id(n) not in mine]
+        if len(group) > 1 and theirs:
+            clashes.extend((path or "/", n, theirs[0]) for n in group if id(n) in mine)
+    # Down the paths where a node of ours was merged into the base's (an FSL
+    # MSI block goes into the SoC bus beside the base tree's MPIC).
+    merged_by_name = {c.name: c for c in merged.children}
+    for c in ours.children:
+        into = merged_by_name.get(c.name)
+        if into is not None and into is not c:
+            clashes.extend(unit_address_clashes(into, c, f"{path}/{into.name}"))
+    return clashes

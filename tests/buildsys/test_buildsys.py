@@ -164,8 +164,8 @@ def test_build_life(project: Project) -> None:
     # 4. The include really changes: the stub changes and its dependant is rebuilt.
     devices = project.root / INCLUDE
     text = devices.read_text()
-    assert "vectors 3;" in text
-    devices.write_text(text.replace("vectors 3;", "vectors 2;"))
+    assert "vectors 3 min 3;" in text
+    devices.write_text(text.replace("vectors 3 min 3;", "vectors 2 min 2;"))
     project.touch(INCLUDE)
     project.build()
     assert project.runs == 3
