@@ -260,7 +260,11 @@ EXPLANATIONS: dict[str, Explanation] = {
     "E901": _e("The platform's base tree (.dts or .dtb, found beside the input or in an -I directory) cannot "
                "be read or parsed; the message gives the base tree's own file:line:col.",
                "Devicetree Specification v0.4 ch. 5 (DTB) and ch. 6 (DTS)"),
-    "E902": _e("A controller declared 'from base \"label\"' names a node the base tree does not have."),
+    "E902": _e("A controller declared 'from base \"label\"' names a node the base tree does not have, or "
+               "one dtmsi cannot name as an interrupt parent: without 'interrupt-controller', or with an "
+               "#interrupt-cells other than the specifiers dtmsi writes for its kind (fsl,mpic: 2 or 4; "
+               "arm,gic-v3: 3; IBM,ppc-xicp: 2).", "dtc checks.c check_interrupts_property; Linux "
+               "Documentation/devicetree/bindings/interrupt-controller/fsl,mpic.txt"),
     "W903": _e("A base-tree node named by 'from base' disagrees with the declaration (an MSI controller "
                "without 'msi-controller', a different compatible).",
                "Linux Documentation/devicetree/bindings/interrupt-controller/msi.txt"),

@@ -113,3 +113,37 @@ def test_a_node_beside_a_base_node_on_its_bus_is_refused_too(tmp_path: Path) -> 
     block = "fsl-msi @ 0xf_e004_1600"
     assert block in text and "global-utilities@e0000" in (tmp_path / "qemu-e500-base.dts").read_text()
     assert _codes(tmp_path, text.replace(block, "fsl-msi @ 0xf_e00e_0000")) == ["E906"]
+
+
+def test_a_base_interrupt_controllers_cells_must_be_what_dtmsi_writes(tmp_path: Path) -> None:
+    # a mutated e500 base tree whose MPIC said #interrupt-cells = <0>: dtmsi's
+    # MSI node still gave 2-cell specifiers and dtc warned (interrupts_property)
+    example = ROOT / "examples" / "qemu-e500"
+    base = (example / "qemu-e500-base.dts").read_text()
+    text = (example / "qemu-e500.msi").read_text()
+    cells = "#interrupt-cells = <0x02>;"
+    assert cells in base.split("mpic:")[1].split("};")[0]
+
+    def with_cells(n: int) -> None:
+        head, mpic = base.split("mpic:")
+        mpic = mpic.replace(cells, f"#interrupt-cells = <{n}>;", 1)
+        (tmp_path / "qemu-e500-base.dts").write_text(head + "mpic:" + mpic)
+
+    with_cells(4)  # fsl,mpic's other form: source, sense, type, info
+    assert _codes(tmp_path, text) == []
+    assert _dtc_warnings(tmp_path / "out" / "system.dts") == ""
+    for wrong in (0, 1, 3):
+        with_cells(wrong)
+        assert _codes(tmp_path, text) == ["E902"], wrong
+    # Negative control: let 0 through, and dtc warns about what dtmsi writes.
+    from dtmsi.backends import devicetree
+
+    with_cells(0)
+    saved = dict(devicetree._SPECIFIER_CELLS)
+    devicetree._SPECIFIER_CELLS["mpic"] = (0, 2, 4)
+    try:
+        assert _codes(tmp_path, text) == []
+    finally:
+        devicetree._SPECIFIER_CELLS.clear()
+        devicetree._SPECIFIER_CELLS.update(saved)
+    assert "interrupts_property" in _dtc_warnings(tmp_path / "out" / "system.dts")

@@ -11,7 +11,7 @@ from dtmsi.devicetree.build import Keep, TreeBuilder, attach_raw_nodes
 from dtmsi.devicetree.dtb import write_tree
 from dtmsi.devicetree.dts import DtsPrinter
 from dtmsi.devicetree.overlay import OverlayError, build_overlay
-from dtmsi.devicetree.place import BasePlace, base_place
+from dtmsi.devicetree.place import BasePlace, base_place, interrupt_cells
 from dtmsi.devicetree.tree import (
     DeviceTreeError,
     Node,
@@ -25,6 +25,10 @@ from dtmsi.devicetree.tree import (
 from dtmsi.diagnostics import DiagnosticSink
 from dtmsi.model import Machine
 from dtmsi.source import BUILTIN
+
+# The #interrupt-cells dtmsi writes specifiers for, per controller kind (fsl,mpic:
+# 2, or 4 with type and info; arm,gic-v3: 3; the rest: what the .msi declares).
+_SPECIFIER_CELLS: dict[str, tuple[int, ...]] = {"mpic": (2, 4), "gicv3": (3,), "xics": (2,)}
 
 
 def base_refs(machine: Machine, base: Tree | None, sink: DiagnosticSink) -> dict[str, str]:
@@ -61,6 +65,19 @@ def base_refs(machine: Machine, base: Tree | None, sink: DiagnosticSink) -> dict
                 C.BASE_NODE_MISSING,
                 span,
                 f"base node '{c.from_base}' for interrupt controller '{c.name}' has no 'interrupt-controller' property",
+            )
+            continue
+        cells = interrupt_cells(found)
+        takes = _SPECIFIER_CELLS.get(c.kind, (c.interrupt_cells,))
+        if not c.is_msi and cells is not None and cells not in takes:
+            # dtmsi writes its interrupt specifiers for this kind of controller:
+            # another cell count in the base makes every one of them wrong (dtc
+            # interrupts_property; found by the fuzzer: an MPIC with 0 cells).
+            sink.report(
+                C.BASE_NODE_MISSING,
+                span,
+                f"base node '{c.from_base}' for {c.kind} '{c.name}' has #interrupt-cells = <{cells}>; "
+                f"dtmsi's specifiers for it take {' or '.join(map(str, takes))}",
             )
             continue
         refs[c.name] = c.from_base

@@ -58,6 +58,12 @@ def _u32s(node: Node, name: str) -> list[int] | None:
     return out
 
 
+def interrupt_cells(node: Node) -> int | None:
+    """A node's own ``#interrupt-cells`` (None if it has none, or not one u32)."""
+    got = _u32s(node, "#interrupt-cells")
+    return got[0] if got is not None and len(got) == 1 else None
+
+
 def _cells(node: Node, name: str, default: int) -> int:
     got = _u32s(node, name)
     return got[0] if got else default
