@@ -124,10 +124,10 @@ def test_atheris_coverage_guided(tmp_path: Path) -> None:
          "-timeout=30", f"-artifact_prefix={tmp_path}/"],
         cwd=ROOT, capture_output=True, text=True, timeout=seconds + 120,
     )
-    # libFuzzer's progress lines bury a finding's report: keep the whole log,
-    # and show what is not progress.
+    # libFuzzer's progress lines bury a finding's report, and atheris prints
+    # the Python traceback on stdout: keep both, and show what is not progress.
     (tmp_path / "atheris.log").write_text(r.stdout + r.stderr)
-    report = [ln for ln in r.stderr.splitlines() if not ln.startswith("#") and "INFO:" not in ln]
+    report = [ln for ln in (r.stdout + r.stderr).splitlines() if not ln.startswith("#") and "INFO:" not in ln]
     assert r.returncode == 0, f"log: {tmp_path / 'atheris.log'}\n" + "\n".join(report)[-6000:]
     assert "Done" in r.stderr, r.stderr[-2000:]
     print("\nfuzz (atheris): " + r.stderr.strip().splitlines()[-1])
