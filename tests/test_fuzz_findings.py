@@ -57,14 +57,19 @@ def test_a_base_tree_dtc_refuses_is_refused(tmp_path: Path) -> None:
     assert "E901" not in _codes(tmp_path, text, {"b.dts": good})
 
 
+def _e500(tmp_path: Path) -> tuple[str, str]:
+    """The qemu-e500 example's base tree (copied into ``tmp_path``) and .msi text."""
+    example = ROOT / "examples" / "qemu-e500"
+    base = (example / "qemu-e500-base.dts").read_text()
+    (tmp_path / "qemu-e500-base.dts").write_text(base)
+    return base, (example / "qemu-e500.msi").read_text()
+
+
 def test_a_base_interrupt_controller_must_be_one(tmp_path: Path) -> None:
     # a mutated e500 base tree whose MPIC lost 'interrupt-controller': dtmsi's MSI
     # node named it as interrupt-parent and dtc warned (interrupts_property)
-    example = ROOT / "examples" / "qemu-e500"
-    base = (example / "qemu-e500-base.dts").read_text()
-    text = (example / "qemu-e500.msi").read_text()
+    base, text = _e500(tmp_path)
     assert "interrupt-controller;" in base.split("mpic:")[1].split("};")[0]
-    (tmp_path / "qemu-e500-base.dts").write_text(base)
     assert _codes(tmp_path, text) == []
     broken = base.split("mpic:")
     broken[1] = broken[1].replace("interrupt-controller;", "", 1)
@@ -82,11 +87,9 @@ def _dtc_warnings(dts: Path) -> str:
 def test_a_node_on_a_base_nodes_unit_address_is_refused(tmp_path: Path) -> None:
     # the e500 example with its host bridge's ECAM moved to 0: dtmsi's pcie@0
     # went beside the base tree's memory@0 and dtc warned (unique_unit_address)
-    example = ROOT / "examples" / "qemu-e500"
-    (tmp_path / "qemu-e500-base.dts").write_text((example / "qemu-e500-base.dts").read_text())
-    text = (example / "qemu-e500.msi").read_text()
+    base, text = _e500(tmp_path)
     ecam = "ecam @ 0xe_0000_0000"
-    assert ecam in text and "memory@0 {" in (tmp_path / "qemu-e500-base.dts").read_text()
+    assert ecam in text and "memory@0 {" in base
     assert _codes(tmp_path, text) == []
     good = (tmp_path / "out" / "system.dts").read_bytes()
     assert _dtc_warnings(tmp_path / "out" / "system.dts") == ""
@@ -107,20 +110,16 @@ def test_a_node_on_a_base_nodes_unit_address_is_refused(tmp_path: Path) -> None:
 def test_a_node_beside_a_base_node_on_its_bus_is_refused_too(tmp_path: Path) -> None:
     # The FSL MSI block goes into the base tree's SoC bus, beside the MPIC:
     # moved onto the guts' address (CCSR + 0xe0000) it would share its unit address.
-    example = ROOT / "examples" / "qemu-e500"
-    (tmp_path / "qemu-e500-base.dts").write_text((example / "qemu-e500-base.dts").read_text())
-    text = (example / "qemu-e500.msi").read_text()
+    base, text = _e500(tmp_path)
     block = "fsl-msi @ 0xf_e004_1600"
-    assert block in text and "global-utilities@e0000" in (tmp_path / "qemu-e500-base.dts").read_text()
+    assert block in text and "global-utilities@e0000" in base
     assert _codes(tmp_path, text.replace(block, "fsl-msi @ 0xf_e00e_0000")) == ["E906"]
 
 
 def test_a_base_interrupt_controllers_cells_must_be_what_dtmsi_writes(tmp_path: Path) -> None:
     # a mutated e500 base tree whose MPIC said #interrupt-cells = <0>: dtmsi's
     # MSI node still gave 2-cell specifiers and dtc warned (interrupts_property)
-    example = ROOT / "examples" / "qemu-e500"
-    base = (example / "qemu-e500-base.dts").read_text()
-    text = (example / "qemu-e500.msi").read_text()
+    base, text = _e500(tmp_path)
     cells = "#interrupt-cells = <0x02>;"
     assert cells in base.split("mpic:")[1].split("};")[0]
 
