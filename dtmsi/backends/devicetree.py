@@ -26,10 +26,6 @@ from dtmsi.diagnostics import DiagnosticSink
 from dtmsi.model import Machine
 from dtmsi.source import BUILTIN
 
-# The #interrupt-cells dtmsi writes specifiers for, per controller kind (fsl,mpic:
-# 2, or 4 with type and info; arm,gic-v3: 3; the rest: what the .msi declares).
-_SPECIFIER_CELLS: dict[str, tuple[int, ...]] = {"mpic": (2, 4), "gicv3": (3,), "xics": (2,)}
-
 
 def base_refs(machine: Machine, base: Tree | None, sink: DiagnosticSink) -> dict[str, str]:
     """Controllers declared ``from base "..."``: where their node is in the base tree."""
@@ -68,7 +64,9 @@ def base_refs(machine: Machine, base: Tree | None, sink: DiagnosticSink) -> dict
             )
             continue
         cells = interrupt_cells(found)
-        takes = _SPECIFIER_CELLS.get(c.kind, (c.interrupt_cells,))
+        # The cells dtmsi writes specifiers with: the kind's (resolve.CONTROLLER_KINDS)
+        # or the declared count; an fsl,mpic may also take 4 (type and info).
+        takes = (c.interrupt_cells, 4) if c.kind == "mpic" else (c.interrupt_cells,)
         if not c.is_msi and cells is not None and cells not in takes:
             # dtmsi writes its interrupt specifiers for this kind of controller:
             # another cell count in the base makes every one of them wrong (dtc
